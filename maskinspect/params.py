@@ -1,0 +1,114 @@
+"""params.yaml: loading and validation against the one schema (params.schema.yaml).
+
+Every stage calls `load()` first; the Snakefile validates with the same function, so a
+bad key fails before anything runs, with a message naming the key.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import PipelineError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+DEFAULT_PARAMS = "params.yaml"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key_of(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_of(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{key}." if error.absolute_path else ""
+        return f"{prefix}{unknown[0]}: unknown key (allowed here: {', '.join(allowed)})"
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        prefix = f"{key}." if error.absolute_path else ""
+        return f"{prefix}{missing[0]}: missing"
+    if error.validator == "enum":
+        return f"{key}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{key}: {error.instance!r} has the wrong type (expected {expected})"
+    return f"{key}: {error.message}"
+
+
+def validate(params: Any, source: str = DEFAULT_PARAMS) -> dict:
+    """Return `params` unchanged when valid; raise PipelineError naming the first bad key."""
+    validator = jsonschema.Draft7Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise PipelineError(f"{source}: {_describe(errors[0])}")
+    _check_consistency(params, source)
+    return params
+
+
+def _check_consistency(params: dict, source: str) -> None:
+    """Rules that span keys, which JSON schema cannot say."""
+    mix = params["demo"]["mix"]
+    total = sum(mix.values())
+    if abs(total - 1.0) > 1e-6:
+        raise PipelineError(f"{source}: demo.mix: shares must add up to 1 (they add up to {total:g})")
+    data = params["data"]
+    if data["source"] == "images":
+        for key in ("images_dir", "test_dir"):
+            if not data.get(key):
+                raise PipelineError(f"{source}: data.{key}: required when data.source is images")
+
+
+def parse(text: str, source: str = DEFAULT_PARAMS) -> dict:
+    try:
+        params = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PipelineError(f"{source}: not valid YAML{where}: {problem}") from None
+    if not isinstance(params, dict):
+        raise PipelineError(f"{source}: expected a mapping of sections at the top level")
+    return validate(params, source)
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read params ({exc.strerror})") from None
+    return parse(text, str(path))
+
+
+def get(params: dict, dotted: str):
+    """params['a']['b'] for 'a.b' (the form DVC and the stage definitions use)."""
+    value = params
+    for part in dotted.split("."):
+        value = value[part]
+    return value

@@ -1,0 +1,256 @@
+"""The pipeline graph, defined once. The Snakefile builds its rules from it and dvc.yaml
+is generated from it (`python scripts/sync_dvc.py`; the Snakefile rewrites dvc.yaml when
+it is stale), so the two front ends cannot drift: same stages, same commands, same
+inputs, outputs and params.
+
+A stage's inputs include its script and the package modules the script computes with
+(found by reading their imports), so a code change makes exactly the stages that use
+the code stale, in both front ends. Plumbing that cannot change an artifact's bytes
+(params validation, CLI error handling) is left out, or every stage would rebuild when
+a key is added to the schema.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import params as params_mod
+from .demo import video_names
+from .errors import PipelineError
+from .video import list_videos
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "maskinspect"
+PLUMBING = {"maskinspect/params.py", "maskinspect/params.schema.yaml", "maskinspect/cli.py",
+            "maskinspect/errors.py", "maskinspect/pipeline.py"}
+ITEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class Stage:
+    """One step of the graph.
+
+    Paths and the command may hold `{item}` (the key of a foreach stage, e.g. a video
+    name) and `{item.path}` (its input file); both front ends substitute them.
+    """
+    name: str
+    script: str
+    args: list[str]
+    deps: dict[str, str | list[str]]
+    outs: dict[str, str | list[str]]
+    params: list[str]
+    metrics: list[str] = field(default_factory=list)     # outs that are DVC metrics (kept in git)
+    plots: list[str] = field(default_factory=list)       # outs that are DVC plots (kept in git)
+    extra_code: list[str] = field(default_factory=list)  # non-Python files the stage reads
+    foreach: dict[str, dict[str, str]] | None = None
+    threads: int = 1
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def cmd(self) -> str:
+        return " ".join(["python", self.script, *self.args])
+
+    def code(self, root: Path = ROOT) -> list[str]:
+        return sorted(set(code_deps(self.script, root)) | set(self.extra_code))
+
+    def dep_paths(self) -> list[str]:
+        return _flatten(self.deps.values())
+
+    def out_paths(self) -> list[str]:
+        return _flatten(self.outs.values())
+
+
+def _flatten(values) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(v if isinstance(v, list) else [v])
+    return out
+
+
+def code_deps(script: str, root: Path = ROOT) -> list[str]:
+    """The script and every package module it imports, transitively (relative paths)."""
+    seen: set[str] = set()
+    todo = [script]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        tree = ast.parse((root / rel).read_text(), filename=rel)
+        is_package_module = rel.startswith(PACKAGE + "/")
+        for node in ast.walk(tree):
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level and is_package_module:
+                    base = Path(rel).parent.as_posix().replace("/", ".")
+                    mod = base + ("." + node.module if node.module else "")
+                elif node.module and node.module.split(".")[0] == PACKAGE:
+                    mod = node.module
+                else:
+                    continue
+                modules = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            for mod in modules:
+                path = _module_path(mod, root)
+                if path:
+                    todo.append(path)
+    init = f"{PACKAGE}/__init__.py"
+    if any(p.startswith(PACKAGE + "/") for p in seen):
+        seen.add(init)  # pins threads and vector ISA: part of every result
+    return sorted(p for p in seen if p not in PLUMBING)
+
+
+def _module_path(module: str, root: Path) -> str | None:
+    parts = module.split(".")
+    as_file = root.joinpath(*parts).with_suffix(".py")
+    as_pkg = root.joinpath(*parts, "__init__.py")
+    for candidate in (as_file, as_pkg):
+        if candidate.is_file():
+            return candidate.relative_to(root).as_posix()
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The graph
+
+def video_items(params: dict, root: Path = ROOT) -> dict[str, dict[str, str]]:
+    """Raw videos by name: rendered demo videos, or the files in data.videos_dir."""
+    data = params["data"]
+    if data["source"] == "demo":
+        return {n: {"path": f"data/demo/videos/{n}.mp4"} for n in video_names(params["demo"]["videos"])}
+    if data["source"] == "videos":
+        folder = Path(data["videos_dir"])
+        videos = list_videos(root / folder)
+        if not videos:
+            raise PipelineError(f"{folder}: no videos found (data.source is videos); put your videos there "
+                                f"or set data.source: demo")
+        items: dict[str, dict[str, str]] = {}
+        for v in videos:
+            if not ITEM_NAME.match(v.stem):
+                raise PipelineError(f"{v}: rename it: video names may hold letters, digits, '.', '_' and '-' only")
+            if v.stem in items:
+                raise PipelineError(f"{v}: two videos named {v.stem} (different extensions)")
+            items[v.stem] = {"path": (folder / v.name).as_posix()}
+        return items
+    return {}
+
+
+def stages(params: dict, root: Path = ROOT) -> list[Stage]:
+    """All stages for these params, in topological order."""
+    data = params["data"]
+    result: list[Stage] = []
+    videos = video_items(params, root)
+
+    if data["source"] == "demo":
+        result.append(Stage(
+            name="render_demo",
+            script="scripts/render_demo.py",
+            args=["--params", "params.yaml", "--videos-dir", "data/demo/videos", "--truth", "data/demo/truth.csv"],
+            deps={},
+            outs={"videos": [v["path"] for v in videos.values()], "truth": "data/demo/truth.csv"},
+            params=["demo"],
+        ))
+    if videos:
+        result.append(Stage(
+            name="frames",
+            script="scripts/extract_frames.py",
+            args=["--params", "params.yaml", "{item.path}", "--name", "{item}",
+                  "--frames", "data/frames/{item}.npy", "--index", "data/frames/{item}.csv"],
+            deps={"video": "{item.path}"},
+            outs={"frames": "data/frames/{item}.npy", "index": "data/frames/{item}.csv"},
+            params=["frames"],
+            foreach=videos,
+        ))
+    return result
+
+
+def expand(stage: Stage, text: str, key: str) -> str:
+    assert stage.foreach is not None
+    return text.replace("{item.path}", stage.foreach[key]["path"]).replace("{item}", key)
+
+
+def frame_shards(params: dict, root: Path = ROOT) -> list[str]:
+    return [f"data/frames/{name}.npy" for name in video_items(params, root)]
+
+
+def final_targets(params: dict, root: Path = ROOT) -> list[str]:
+    """What `snakemake` builds by default: every output of every stage."""
+    targets: list[str] = []
+    for st in stages(params, root):
+        keys = list(st.foreach) if st.foreach else [None]
+        for key in keys:
+            for out in st.out_paths():
+                targets.append(expand(st, out, key) if key else out)
+    return targets
+
+
+# ---------------------------------------------------------------------------
+# dvc.yaml
+
+DVC_HEADER = ("# GENERATED from maskinspect/pipeline.py by scripts/sync_dvc.py (the Snakefile\n"
+              "# regenerates it when stale). Do not edit: change the pipeline definition.\n")
+
+
+def _dvc_template(text: str) -> str:
+    return text.replace("{item.path}", "${item.path}").replace("{item}", "${key}")
+
+
+def dvc_document(params: dict, root: Path = ROOT) -> dict:
+    doc_stages: dict[str, dict] = {}
+    metrics: list[str] = []
+    plots: list[dict] = []
+    for st in stages(params, root):
+        entry: dict = {"cmd": _dvc_template(st.cmd)}
+        deps = st.code(root) + [_dvc_template(d) for d in st.dep_paths()]
+        entry["deps"] = deps
+        if st.params:
+            entry["params"] = list(st.params)
+        outs: list = []
+        for out in st.out_paths():
+            path = _dvc_template(out)
+            if out in st.metrics or out in st.plots:
+                outs.append({path: {"cache": False}})
+            else:
+                outs.append(path)
+        entry["outs"] = outs
+        metrics.extend(m for m in st.metrics)
+        if st.foreach:
+            doc_stages[st.name] = {"foreach": {k: dict(v) for k, v in st.foreach.items()}, "do": entry}
+        else:
+            doc_stages[st.name] = entry
+    doc: dict = {"stages": doc_stages}
+    if metrics:
+        doc["metrics"] = metrics
+    if plots:
+        doc["plots"] = plots
+    return doc
+
+
+def dvc_yaml_text(params: dict, root: Path = ROOT) -> str:
+    body = yaml.safe_dump(dvc_document(params, root), sort_keys=False, default_flow_style=False, width=1000)
+    return DVC_HEADER + body
+
+
+def sync_dvc_yaml(root: Path = ROOT, params_path: str = "params.yaml") -> bool:
+    """Rewrite dvc.yaml when it differs from the definition. Returns True when it changed."""
+    from .atomic import write_text
+
+    params = params_mod.load(root / params_path)
+    text = dvc_yaml_text(params, root)
+    target = root / "dvc.yaml"
+    if target.exists() and target.read_text() == text:
+        return False
+    write_text(target, text)
+    return True
+
+
+def snakemake_params(stage: Stage, params: dict) -> str:
+    """The values of a stage's declared params, as one string: Snakemake reruns a rule
+    when it changes, and only then (DVC does the same from dvc.yaml's params lists)."""
+    return json.dumps({k: params_mod.get(params, k) for k in stage.params}, sort_keys=True)
