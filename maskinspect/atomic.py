@@ -36,6 +36,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp} was not written")
+        if tmp.is_file():
+            tmp.chmod(0o666 & ~_umask())  # mkstemp makes files private; outputs are ordinary files
         if tmp.is_dir():
             if final.is_dir():
                 shutil.rmtree(final)
@@ -47,6 +49,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

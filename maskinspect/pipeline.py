@@ -45,7 +45,7 @@ class Stage:
     outs: dict[str, str | list[str]]
     params: list[str]
     metrics: list[str] = field(default_factory=list)     # outs that are DVC metrics (kept in git)
-    plots: list[str] = field(default_factory=list)       # outs that are DVC plots (kept in git)
+    plots: dict[str, dict] = field(default_factory=dict)  # outs that are DVC plots (kept in git): spec
     extra_code: list[str] = field(default_factory=list)  # non-Python files the stage reads
     foreach: dict[str, dict[str, str]] | None = None
     threads: int = 1
@@ -167,6 +167,82 @@ def stages(params: dict, root: Path = ROOT) -> list[Stage]:
             params=["frames"],
             foreach=videos,
         ))
+    shards = frame_shards(params, root)
+    shard_files = shards + [s[:-len(".npy")] + ".csv" for s in shards]
+    indexes = shard_files[len(shards):]
+    threads = params["runtime"]["threads"]
+
+    pretrain_init = params["pretrain"]["init"]
+    result.append(Stage(
+        name="pretrain",
+        script="scripts/pretrain.py",
+        args=["--params", "params.yaml", "--frames", *shards,
+              "--out", "models/backbone.safetensors", "--loss", "metrics/pretrain_loss.csv"],
+        deps={"frames": shard_files, **({"init": pretrain_init} if pretrain_init else {})},
+        outs={"backbone": "models/backbone.safetensors", "loss": "metrics/pretrain_loss.csv"},
+        params=["model", "pretrain", "runtime.threads"],
+        plots={"metrics/pretrain_loss.csv": {"x": "epoch", "y": "loss", "title": "SimCLR pretraining loss"}},
+        threads=threads,
+    ))
+    result.append(Stage(
+        name="embed",
+        script="scripts/embed.py",
+        args=["--params", "params.yaml", "--frames", *shards, "--backbone", "models/backbone.safetensors",
+              "--out", "data/embeddings/embeddings.npy", "--ids", "data/embeddings/ids.csv"],
+        deps={"frames": shard_files, "backbone": "models/backbone.safetensors"},
+        outs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
+        params=["model", "embed", "runtime.threads"],
+        threads=threads,
+    ))
+    result.append(Stage(
+        name="select",
+        script="scripts/select_frames.py",
+        args=["--params", "params.yaml", "--embeddings", "data/embeddings/embeddings.npy",
+              "--ids", "data/embeddings/ids.csv", "--index", *indexes,
+              "--selected", "data/selection/selected.csv", "--test", "data/selection/test.csv",
+              "--map", "metrics/embedding_map.png"],
+        deps={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv", "index": indexes},
+        outs={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
+              "map": "metrics/embedding_map.png"},
+        params=["select"],
+        plots={"metrics/embedding_map.png": {}},
+    ))
+    labels = "data/demo/truth.csv" if data["source"] == "demo" else data["labels"]
+    # A labels file that does not exist yet is not a dependency: the stage then runs, exports
+    # the frames to label and says what to do (a missing input would stop both front ends first).
+    labels_dep = {"labels": labels} if data["source"] == "demo" or (root / labels).exists() else {}
+    result.append(Stage(
+        name="annotate",
+        script="scripts/annotate.py",
+        args=["--params", "params.yaml", "--selected", "data/selection/selected.csv",
+              "--test", "data/selection/test.csv", "--frames", *shards, "--labels", labels,
+              "--train-out", "data/labels/train.csv", "--test-out", "data/labels/test.csv"],
+        deps={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
+              "frames": shard_files, **labels_dep},
+        outs={"train": "data/labels/train.csv", "test": "data/labels/test.csv"},
+        params=["data.source", "data.labels"],
+    ))
+    result.append(Stage(
+        name="finetune",
+        script="scripts/finetune.py",
+        args=["--params", "params.yaml", "--backbone", "models/backbone.safetensors", "--frames", *shards,
+              "--train", "data/labels/train.csv", "--test", "data/labels/test.csv",
+              "--out", "models/classifier.safetensors", "--metrics", "metrics/finetune.json",
+              "--predictions", "metrics/finetune_predictions.csv", "--confusion", "metrics/finetune_confusion.png",
+              "--curve", "metrics/finetune_curve.csv"],
+        deps={"backbone": "models/backbone.safetensors", "frames": shard_files,
+              "train": "data/labels/train.csv", "test": "data/labels/test.csv"},
+        outs={"classifier": "models/classifier.safetensors", "metrics": "metrics/finetune.json",
+              "predictions": "metrics/finetune_predictions.csv", "confusion": "metrics/finetune_confusion.png",
+              "curve": "metrics/finetune_curve.csv"},
+        params=["model", "finetune", "runtime.threads"],
+        metrics=["metrics/finetune.json"],
+        plots={"metrics/finetune_curve.csv": {"x": "epoch", "y": ["loss", "accuracy"], "title": "fine-tuning"},
+               "metrics/finetune_predictions.csv": {"template": "confusion", "x": "actual", "y": "predicted",
+                                                    "title": "float model on the test sample"},
+               "metrics/finetune_confusion.png": {}},
+        threads=threads,
+    ))
     return result
 
 
@@ -219,7 +295,8 @@ def dvc_document(params: dict, root: Path = ROOT) -> dict:
             else:
                 outs.append(path)
         entry["outs"] = outs
-        metrics.extend(m for m in st.metrics)
+        metrics.extend(st.metrics)
+        plots.extend({path: dict(spec)} if spec else path for path, spec in st.plots.items())
         if st.foreach:
             doc_stages[st.name] = {"foreach": {k: dict(v) for k, v in st.foreach.items()}, "do": entry}
         else:

@@ -1,0 +1,112 @@
+"""Supervised fine-tuning of the classifier on the labelled frames.
+
+Default (the published recipe): the pretrained backbone frozen, a linear head trained
+with class-weighted cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, head
+learning rate 1.0, 100 epochs, batch 200, augmentation by colour jitter 0.25, random
+resized crop (scale 0.9-1) and horizontal and vertical flips. `finetune.mode: full`
+trains the backbone too, with its own learning rates (finetune.full.*).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import CLASSES
+from .errors import PipelineError
+from .models import Classifier
+from .training import device, progress, seed_everything
+
+
+def augmentation(aug: dict, input_size: int):
+    from torchvision import transforms as T
+
+    steps = [T.RandomResizedCrop(input_size, scale=(aug["min_scale"], 1.0), antialias=True)]
+    if aug["hflip"]:
+        steps.append(T.RandomHorizontalFlip())
+    if aug["vflip"]:
+        steps.append(T.RandomVerticalFlip())
+    cj = aug["color_jitter"]
+    if cj > 0:
+        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=min(0.5, cj / 5)))
+    steps.append(T.ToTensor())
+    return T.Compose(steps)
+
+
+class Labelled(Dataset):
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform):
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(np.asarray(self.images[i]))), int(self.targets[i])
+
+
+def class_weights(targets: np.ndarray, num_classes: int = len(CLASSES)) -> torch.Tensor:
+    """n / (k * count_c): each class weighs as much as the others in the loss."""
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    missing = [CLASSES[i] for i in range(num_classes) if counts[i] == 0]
+    if missing:
+        raise PipelineError(f"no training frames labelled {', '.join(missing)}: the classifier cannot learn "
+                            f"{'it' if len(missing) == 1 else 'them'} (label more frames or raise select.n)")
+    return torch.tensor(len(targets) / (num_classes * counts), dtype=torch.float32)
+
+
+@dataclass
+class FinetuneResult:
+    curve: list[dict]   # per epoch: epoch, loss, accuracy (on the augmented training batches)
+    device: str
+
+
+def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: dict, input_size: int) -> FinetuneResult:
+    gen = seed_everything(cfg["seed"])
+    dev = device()
+    model.to(dev)
+    frozen = cfg["mode"] == "frozen"
+    if frozen:
+        for p in model.features.parameters():
+            p.requires_grad_(False)
+        groups = [{"params": model.classifier.parameters(), "lr": cfg["frozen"]["lr_head"]}]
+    else:
+        groups = [{"params": model.classifier.parameters(), "lr": cfg["full"]["lr_head"]},
+                  {"params": model.features.parameters(), "lr": cfg["full"]["lr_backbone"]}]
+    optimizer = torch.optim.SGD(groups, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    loader = DataLoader(Labelled(images, targets, augmentation(cfg["augment"], input_size)),
+                        batch_size=min(cfg["batch_size"], len(images)), shuffle=True, num_workers=0, generator=gen)
+    steps = cfg["epochs"] * len(loader)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+                 if cfg["schedule"] == "cosine" else None)
+    weights = class_weights(targets) if cfg["class_weighted"] else None
+    criterion = nn.CrossEntropyLoss(weight=weights.to(dev) if weights is not None else None)
+    curve = []
+    bar = progress(range(cfg["epochs"]), desc="finetune")
+    for epoch in bar:
+        model.train()
+        if frozen:
+            model.features.eval()  # frozen means frozen BatchNorm statistics too
+        total, correct, seen = 0.0, 0, 0
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
+            logits = model(x)
+            loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            total += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        curve.append({"epoch": epoch + 1, "loss": total / seen, "accuracy": correct / seen})
+        bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", acc=f"{curve[-1]['accuracy']:.3f}")
+    model.to("cpu").eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return FinetuneResult(curve=curve, device=str(dev))
+

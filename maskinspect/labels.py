@@ -1,0 +1,111 @@
+"""Labels: a CSV (frame_id,label[,...]) or labelled folders (<dir>/<class>/<frame_id>.<ext>,
+the published layout), checked row by row.
+
+Errors name the row: an unknown label, a frame labelled twice, a frame that does not exist.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import CLASSES
+from .errors import PipelineError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
+
+
+@dataclass(frozen=True)
+class Label:
+    frame_id: str
+    label: str
+    where: str   # "labels.csv line 12" or the image path
+
+
+def read_csv_labels(path: Path) -> list[Label]:
+    try:
+        f = path.open(newline="")
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read labels ({exc.strerror})") from None
+    with f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if "frame_id" not in fields or "label" not in fields:
+            raise PipelineError(f"{path}: line 1: expected a header with frame_id and label, found {fields}")
+        out = []
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            fid, label = (row.get("frame_id") or "").strip(), (row.get("label") or "").strip()
+            if not fid:
+                raise PipelineError(f"{where}: empty frame_id")
+            if not label:
+                continue  # not labelled yet (a to_label.csv being filled in)
+            out.append(Label(fid, label, where))
+    return out
+
+
+def read_folder_labels(root: Path) -> list[Label]:
+    out = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            raise PipelineError(f"{entry}: expected only class folders ({', '.join(CLASSES)}) in {root}")
+        for image in sorted(entry.iterdir()):
+            if image.suffix.lower() in IMAGE_SUFFIXES:
+                out.append(Label(image.stem, entry.name, str(image)))
+    return out
+
+
+def read_labels(path: str | Path) -> list[Label]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return read_folder_labels(path) if path.is_dir() else read_csv_labels(path)
+
+
+def check(labels: list[Label], known: "FrameRanges | None" = None) -> dict[str, str]:
+    """frame_id -> label, after checking each row; errors name the row."""
+    result: dict[str, str] = {}
+    first_seen: dict[str, str] = {}
+    for lab in labels:
+        if lab.label not in CLASSES:
+            raise PipelineError(f"{lab.where}: unknown label {lab.label!r} for {lab.frame_id} "
+                                f"(labels are {', '.join(CLASSES)})")
+        if lab.frame_id in result:
+            raise PipelineError(f"{lab.where}: {lab.frame_id} is labelled twice (first at {first_seen[lab.frame_id]})")
+        if known is not None:
+            problem = known.problem(lab.frame_id)
+            if problem:
+                raise PipelineError(f"{lab.where}: {problem}")
+        result[lab.frame_id] = lab.label
+        first_seen[lab.frame_id] = lab.where
+    return result
+
+
+class FrameRanges:
+    """Which frame ids exist: every extracted frame, and every frame of a known video up to
+    its last extracted frame (labels made at another sampling rate stay valid)."""
+
+    def __init__(self, index_rows: list[dict]):
+        self.ids = {r["frame_id"] for r in index_rows}
+        self.last: dict[str, int] = {}
+        self.gap: dict[str, int] = {}
+        per_video: dict[str, list[int]] = {}
+        for r in index_rows:
+            per_video.setdefault(r["video"], []).append(int(r["frame"]))
+        for video, numbers in per_video.items():
+            numbers.sort()
+            self.last[video] = numbers[-1]
+            self.gap[video] = max([b - a for a, b in zip(numbers, numbers[1:])] or [1])
+
+    def problem(self, fid: str) -> str | None:
+        if fid in self.ids:
+            return None
+        video, _, number = fid.rpartition("-")
+        if video not in self.last or not number.isdigit():
+            return f"frame {fid} does not exist (no video {video or fid!r} among the extracted videos)"
+        limit = self.last[video] + self.gap[video]
+        if int(number) > limit:
+            return f"frame {fid} does not exist (video {video} has frames 0 to {limit})"
+        return None

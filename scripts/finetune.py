@@ -1,0 +1,83 @@
+"""Stage finetune: the classifier (pretrained backbone + linear head) trained on the labelled frames.
+
+In:  --backbone weights, frame shards (--frames), --train and --test labels (frame_id,label),
+     params.yaml (model.*, finetune.*, runtime.threads)
+Out: --out classifier weights (.safetensors); on the test sample: --metrics JSON (accuracy,
+     balanced accuracy, per-class recall, confusion matrix), --predictions CSV (a DVC
+     confusion plot), --confusion PNG; --curve CSV per epoch (loss, accuracy: a DVC plot)
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskinspect import CLASSES, cli, models, params as params_mod
+from maskinspect.atomic import write_csv, write_json
+from maskinspect.errors import PipelineError
+from maskinspect.evaluation import labels_of, report
+from maskinspect.frames import load_shards
+from maskinspect.plots import confusion_matrix
+from maskinspect.training import batched_forward, seed_everything
+
+
+def read_labelled(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["frame_id"] for r in rows], [r["label"] for r in rows]
+
+
+@cli.stage("finetune")
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--backbone", required=True, type=Path)
+    p.add_argument("--frames", nargs="+", required=True, type=Path)
+    p.add_argument("--train", required=True, type=Path)
+    p.add_argument("--test", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--predictions", required=True, type=Path)
+    p.add_argument("--confusion", required=True, type=Path)
+    p.add_argument("--curve", required=True, type=Path)
+    args = p.parse_args(argv)
+    params = params_mod.load(args.params)
+    cfg, model_cfg = params["finetune"], params["model"]
+    cli.pin_threads(params["runtime"]["threads"])
+
+    from maskinspect.finetune import finetune
+
+    frames = load_shards(args.frames)
+    train_ids, train_labels = read_labelled(args.train)
+    test_ids, test_labels = read_labelled(args.test)
+    if not train_ids:
+        raise PipelineError(f"{args.train}: no labelled training frames")
+    seed_everything(cfg["seed"])  # the head's initial weights come from torch's RNG too
+    model = models.build_classifier(model_cfg)
+    models.load_into(model.features, models.load_weights(args.backbone), str(args.backbone))
+    targets = np.array([CLASSES.index(label) for label in train_labels])
+    result = finetune(model, frames.take(train_ids, "training frame"), targets, cfg, model_cfg["input_size"])
+    models.save_weights(args.out, model, {"stage": "finetune", "mode": cfg["mode"], "classes": ",".join(CLASSES)})
+    write_csv(args.curve, ("epoch", "loss", "accuracy"),
+              [(c["epoch"], f"{c['loss']:.6f}", f"{c['accuracy']:.4f}") for c in result.curve])
+
+    predicted: list[str] = []
+    if test_ids:
+        logits = batched_forward(model, frames.take(test_ids, "test frame"), model_cfg["input_size"], 256)
+        predicted = labels_of(logits)
+    metrics = report(test_labels, predicted)
+    metrics["train_count"] = len(train_ids)
+    metrics["mode"] = cfg["mode"]
+    write_json(args.metrics, metrics)
+    write_csv(args.predictions, ("frame_id", "actual", "predicted"), zip(test_ids, test_labels, predicted))
+    confusion_matrix(args.confusion, np.array(metrics["confusion"]["matrix"]), CLASSES,
+                     f"float model, test sample ({len(test_ids)} frames)\n"
+                     f"balanced accuracy {metrics['balanced_accuracy']}")
+    recall = ", ".join(f"{k} {v}" for k, v in metrics["recall"].items())
+    print(f"finetune: {cfg['mode']} on {len(train_ids)} frames ({result.device}); test: accuracy "
+          f"{metrics['accuracy']}, balanced accuracy {metrics['balanced_accuracy']}, recall {recall}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

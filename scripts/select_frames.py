@@ -1,0 +1,61 @@
+"""Stage select: which frames a person labels (coreset) and which ones test the model.
+
+In:  embeddings (--embeddings, --ids), frame indexes (--index, for video and time),
+     params.yaml (select.*)
+Out: --selected CSV (frame_id, rank: coreset order), --test CSV (frame_id),
+     --map PNG: the embeddings on their two principal axes, selected and test frames marked
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskinspect import cli, params as params_mod
+from maskinspect.atomic import write_csv
+from maskinspect.errors import PipelineError
+from maskinspect.frames import read_index
+from maskinspect.plots import embedding_map
+from maskinspect.selection import pca_2d, split, time_blocks
+
+
+@cli.stage("select")
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--embeddings", required=True, type=Path)
+    p.add_argument("--ids", required=True, type=Path)
+    p.add_argument("--index", nargs="+", required=True, type=Path)
+    p.add_argument("--selected", required=True, type=Path)
+    p.add_argument("--test", required=True, type=Path)
+    p.add_argument("--map", required=True, type=Path)
+    args = p.parse_args(argv)
+    cfg = params_mod.load(args.params)["select"]
+
+    emb = np.load(args.embeddings, allow_pickle=False)
+    with args.ids.open(newline="") as f:
+        ids = [row["frame_id"] for row in csv.DictReader(f)]
+    rows = {r["frame_id"]: r for path in args.index for r in read_index(path)}
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise PipelineError(f"{args.ids}: frame {missing[0]} is in no frame index ({len(missing)} missing)")
+    videos = [rows[i]["video"] for i in ids]
+    times = [float(rows[i]["time"]) if rows[i]["time"] else None for i in ids]
+    numbers = [int(rows[i]["frame"]) for i in ids]
+    blocks = time_blocks(videos, times, numbers, cfg["block_seconds"])
+    result = split(emb, blocks, cfg["n"], cfg["test_n"], cfg["test_fraction"], cfg["seed"], cfg["normalize"])
+
+    write_csv(args.selected, ("frame_id", "rank"), [(ids[i], r) for r, i in enumerate(result.selected)])
+    write_csv(args.test, ("frame_id",), [(ids[i],) for i in result.test])
+    embedding_map(args.map, pca_2d(emb), result.selected, result.test,
+                  f"{len(ids)} frames: coreset of {len(result.selected)}, test sample of {len(result.test)}")
+    print(f"select: {len(result.selected)} frames to label (coreset), {len(result.test)} test frames "
+          f"from {result.test_blocks} of {result.blocks} time blocks", file=sys.stderr)
+    if len(result.selected) < cfg["n"] or len(result.test) < cfg["test_n"]:
+        print(f"select: note: fewer frames than asked (select.n {cfg['n']}, select.test_n {cfg['test_n']})",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
