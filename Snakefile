@@ -3,24 +3,29 @@
 # `snakemake --cores all` and `dvc repro` run the very same commands.
 import re
 import sys
+from pathlib import Path
 
 from maskinspect import params as params_mod, pipeline
 from maskinspect.errors import PipelineError
 
 try:
-    PARAMS = params_mod.load(workflow.basedir + "/params.yaml")
-    STAGES = pipeline.stages(PARAMS)
-    if pipeline.sync_dvc_yaml():
+    ROOT = Path(workflow.basedir)
+    PARAMS = params_mod.load(ROOT / "params.yaml")
+    STAGES = pipeline.stages(PARAMS, ROOT)
+    if pipeline.sync_dvc_yaml(ROOT):
         print("Snakefile: dvc.yaml regenerated from maskinspect/pipeline.py", file=sys.stderr)
 except PipelineError as exc:
     print(f"Snakefile: error: {exc}", file=sys.stderr)
     sys.exit(1)
 
+# Every command and path is relative to the repository root, wherever snakemake is started.
+workdir: ROOT
+
 
 rule all:
     default_target: True
     input:
-        pipeline.final_targets(PARAMS),
+        pipeline.final_targets(PARAMS, ROOT),
 
 
 def _rule_for(st):
@@ -39,7 +44,7 @@ def _rule_for(st):
     rule:
         name: st.name
         input:
-            code=st.code(),
+            code=st.code(ROOT),
             **inputs,
         output:
             **st.outs,

@@ -28,8 +28,8 @@ DEFECT_KINDS = ("cut", "hole", "tear", "stain")
 # tests tell mask from background by colour to check the coverage labels.
 PLATE = np.array([52.0, 52.0, 54.0])
 HOLE = np.array([176.0, 176.0, 176.0])
-FABRIC = {"blue": np.array([190.0, 210.0, 236.0]), "white": np.array([222.0, 229.0, 243.0])}
-BINDING = np.array([226.0, 232.0, 246.0])
+FABRIC = {"blue": np.array([190.0, 210.0, 236.0]), "white": np.array([216.0, 227.0, 247.0])}
+BINDING = np.array([222.0, 230.0, 248.0])
 STITCH = (86, 118, 190)
 WELD = (120, 160, 216)
 LOOP = (233, 234, 236)
@@ -328,7 +328,7 @@ class VideoRenderer:
         self.background = self.plate[off[1]:off[1] + s, off[0]:off[0] + s]
         self.direction = 1 if self.rng.random() < 0.5 else -1
         self.gain = self.rng.uniform(0.72, 1.02)
-        self.white_balance = np.array([1 + self.rng.uniform(-0.02, 0.02), 1.0, 1 + self.rng.uniform(-0.02, 0.02)])
+        self.white_balance = np.array([1 + self.rng.uniform(-0.015, 0.015), 1.0, 1 + self.rng.uniform(-0.015, 0.015)])
         self.noise_sigma = self.rng.uniform(1.5, 4.5)
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s - 0.5
         vignette = 1 - self.rng.uniform(0.1, 0.25) * (xx ** 2 + yy ** 2) * 2
@@ -343,7 +343,7 @@ class VideoRenderer:
         total = max(1, sum(self.counts.values()))
         target = spec.mix
         if self.counts["no_mask"] / total < target["no_mask"] - 0.03 and frame > 0:
-            return None, int(round(rng.uniform(0.5, 3.0) * spec.fps))
+            return None, int(round(rng.uniform(0.3, 1.5) * spec.fps))
         masks = self.counts["good"] + self.counts["bad"]
         p_bad = target["bad"] / max(target["bad"] + target["good"], 1e-9)
         if p_bad <= 0:
@@ -366,12 +366,12 @@ class VideoRenderer:
         x_stop = s / 2 + rng.uniform(-0.18, 0.18) * s
         y = s / 2 + rng.uniform(-0.12, 0.12) * s
         angle = float(np.clip(rng.normal(0, 6), -15, 15))
-        v_in = rng.uniform(0.5, 1.6) * s / spec.fps   # px per frame
-        v_out = rng.uniform(0.5, 1.6) * s / spec.fps
+        v_in = rng.uniform(1.0, 2.5) * s / spec.fps   # px per frame: 1 to 2.5 frame widths a second
+        v_out = rng.uniform(1.0, 2.5) * s / spec.fps
         if self.counts["no_mask"] / total > target["no_mask"] + 0.03:
-            dwell_s = rng.uniform(1.5, 4.0)  # entries and exits alone give too many no_mask frames
+            dwell_s = rng.uniform(0.8, 2.0)  # entries and exits alone give too many no_mask frames
         else:
-            dwell_s = rng.uniform(0.0, 2.0) if rng.random() < 0.8 else 0.0
+            dwell_s = rng.uniform(0.0, 1.0) if rng.random() < 0.8 else 0.0
         dwell = int(round(dwell_s * spec.fps))
         x = x_start
         while d * (x_stop - x) > 0:
@@ -403,7 +403,7 @@ class VideoRenderer:
             if current is not None:
                 cx, cy, angle, scale, speed = current.positions[k - current.start]
                 rgb, alpha, body, ids = place(current.sprite, s, cx, cy, angle, scale)
-                blur = int(round(speed * 0.4))  # exposure ~ 40 % of the frame interval
+                blur = int(round(speed * 0.15))  # exposure ~ 15 % of the frame interval
                 rgb, alpha = _motion_blur(rgb, blur), _motion_blur(alpha, blur)
                 image = image * (1 - alpha[..., None]) + rgb
                 truth = truth_for(current.sprite, body, ids, scale)

@@ -32,7 +32,7 @@ def augmentation(aug: dict, input_size: int):
         steps.append(T.RandomVerticalFlip())
     cj = aug["color_jitter"]
     if cj > 0:
-        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=min(0.5, cj / 5)))
+        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=min(0.5, cj)))  # as published
     steps.append(T.ToTensor())
     return T.Compose(steps)
 

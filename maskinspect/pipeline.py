@@ -243,6 +243,60 @@ def stages(params: dict, root: Path = ROOT) -> list[Stage]:
                "metrics/finetune_confusion.png": {}},
         threads=threads,
     ))
+    result.append(Stage(
+        name="export",
+        script="scripts/export_onnx.py",
+        args=["--params", "params.yaml", "--classifier", "models/classifier.safetensors", "--frames", *shards,
+              "--test", "data/labels/test.csv", "--out", "models/classifier.onnx", "--metrics", "metrics/export.json"],
+        deps={"classifier": "models/classifier.safetensors", "frames": shard_files, "test": "data/labels/test.csv"},
+        outs={"onnx": "models/classifier.onnx", "metrics": "metrics/export.json"},
+        params=["model", "export", "runtime.threads"],
+        metrics=["metrics/export.json"],
+        threads=threads,
+    ))
+    result.append(Stage(
+        name="quantize",
+        script="scripts/quantize.py",
+        args=["--params", "params.yaml", "--onnx", "models/classifier.onnx",
+              "--classifier", "models/classifier.safetensors", "--frames", *shards,
+              "--train", "data/labels/train.csv", "--test", "data/labels/test.csv",
+              "--out", "models/classifier_int8.tflite", "--metrics", "metrics/quantize.json",
+              "--predictions", "metrics/int8_predictions.csv", "--confusion", "metrics/int8_confusion.png"],
+        deps={"onnx": "models/classifier.onnx", "classifier": "models/classifier.safetensors",
+              "frames": shard_files, "train": "data/labels/train.csv", "test": "data/labels/test.csv"},
+        outs={"tflite": "models/classifier_int8.tflite", "metrics": "metrics/quantize.json",
+              "predictions": "metrics/int8_predictions.csv", "confusion": "metrics/int8_confusion.png"},
+        params=["model", "quantize", "runtime.threads"],
+        metrics=["metrics/quantize.json"],
+        plots={"metrics/int8_predictions.csv": {"template": "confusion", "x": "actual", "y": "predicted",
+                                                "title": "int8 model on the test sample"},
+               "metrics/int8_confusion.png": {}},
+        extra_code=["maskinspect/openmv_tflm_ops.txt"],
+        threads=threads,
+    ))
+    result.append(Stage(
+        name="tflm_check",
+        script="scripts/tflm_check.py",
+        args=["--params", "params.yaml", "--model", "models/classifier_int8.tflite", "--frames", *shards,
+              "--test", "data/labels/test.csv", "--metrics", "metrics/tflm.json"],
+        deps={"tflite": "models/classifier_int8.tflite", "frames": shard_files, "test": "data/labels/test.csv"},
+        outs={"metrics": "metrics/tflm.json"},
+        params=["model.input_size", "tflm"],
+        metrics=["metrics/tflm.json"],
+    ))
+    result.append(Stage(
+        name="bundle",
+        script="scripts/bundle.py",
+        args=["--params", "params.yaml", "--model", "models/classifier_int8.tflite", "--main", "openmv/main.py",
+              "--quantize-metrics", "metrics/quantize.json", "--tflm-metrics", "metrics/tflm.json",
+              "--out-dir", "dist/openmv", "--zip", "dist/openmv.zip"],
+        deps={"tflite": "models/classifier_int8.tflite", "main": "openmv/main.py",
+              "quantize_metrics": "metrics/quantize.json", "tflm_metrics": "metrics/tflm.json"},
+        outs={"files": [f"dist/openmv/{n}" for n in ("model.tflite", "model.txt", "main.py", "manifest.json")],
+              "zip": "dist/openmv.zip"},
+        params=[],
+        extra_code=["maskinspect/openmv_tflm_ops.txt"],
+    ))
     return result
 
 

@@ -141,7 +141,7 @@ def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) ->
     errors = _errors_in(log)
     if result.returncode != 0:
         reason = errors[-1] if errors else (log.strip().splitlines() or ["unknown error"])[-1]
-        if "matches no streams" in reason or "Stream specifier" in reason:
+        if "Input #0" in log and not _STREAM.search(log):  # a readable file, just no picture in it
             raise PipelineError(f"{path}: has no video stream")
         raise PipelineError(f"{path}: not a readable video (ffmpeg: {reason})")
     info = parse_header(path, log)

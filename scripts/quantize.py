@@ -1,0 +1,107 @@
+"""Stage quantize: full-integer int8 TFLite through onnx2tf, hermetic and gated.
+
+In:  --onnx model, --classifier float weights (for the float figures), frame shards
+     (--frames), --train labels (calibration: a fixed, ordered sample of training frames
+     that reaches pixel values 0 and 255), --test labels, params.yaml (model.*, quantize.*)
+Out: --out int8 .tflite (int8 input and output, per-channel weights); on the test sample
+     --metrics JSON (float vs int8 accuracy, balanced accuracy, per-class recall, the
+     drop), --predictions CSV (a DVC confusion plot), --confusion PNG
+Fails when a tensor on the data path is not int8, an op is outside OpenMV's resolver, or
+the input scale is not 1/255 / zero point not -128. No network access (enforced).
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskinspect import CLASSES, cli, models, params as params_mod, tflite_graph
+from maskinspect.atomic import atomic_path, write_csv, write_json
+from maskinspect.errors import PipelineError
+from maskinspect.evaluation import labels_of, report
+from maskinspect.frames import load_shards
+from maskinspect.plots import confusion_matrix
+from maskinspect.quantize import check_gates, convert, firmware_input, pin_input_range, run_litert
+from maskinspect.training import batched_forward, to_input
+
+
+def read_labelled(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["frame_id"] for r in rows], [r["label"] for r in rows]
+
+
+@cli.stage("quantize")
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--onnx", required=True, type=Path)
+    p.add_argument("--classifier", required=True, type=Path)
+    p.add_argument("--frames", nargs="+", required=True, type=Path)
+    p.add_argument("--train", required=True, type=Path)
+    p.add_argument("--test", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--predictions", required=True, type=Path)
+    p.add_argument("--confusion", required=True, type=Path)
+    args = p.parse_args(argv)
+    params = params_mod.load(args.params)
+    cfg, model_cfg = params["quantize"], params["model"]
+    size = model_cfg["input_size"]
+    cli.pin_threads(params["runtime"]["threads"])
+
+    frames = load_shards(args.frames)
+    train_ids, _ = read_labelled(args.train)
+    test_ids, test_labels = read_labelled(args.test)
+    if not test_ids:
+        raise PipelineError(f"{args.test}: no test frames; the int8 model could not be judged")
+    position = frames.position()
+    order = [position[i] for i in train_ids if i in position]
+    if not order:
+        raise PipelineError(f"{args.train}: no training frames to calibrate the int8 model with")
+    # A fixed, ordered sample: the first training frames, in label order.
+    calibration = to_input(frames.images[order[: cfg["calibration_frames"]]], size).permute(0, 2, 3, 1).numpy()
+    pinned = pin_input_range(calibration)
+
+    model_bytes = convert(args.onnx, calibration, params["runtime"]["threads"])
+    with atomic_path(args.out, suffix=".tflite") as tmp:  # only a model that passes the gates lands
+        tmp.write_bytes(model_bytes)
+        graph = tflite_graph.read(tmp)
+        check_gates(graph)
+
+    test_images = frames.take(test_ids, "test frame")
+    model = models.build_classifier(model_cfg)
+    models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
+    float_pred = labels_of(batched_forward(model, test_images, size, 256))
+    int8_pred = labels_of(run_litert(args.out, firmware_input(test_images, size)).scores)
+    float_report, int8_report = report(test_labels, float_pred), report(test_labels, int8_pred)
+
+    def drop(key):
+        a, b = float_report[key], int8_report[key]
+        return None if a is None or b is None else round(a - b, 4)
+
+    inp, out = graph.input(), graph.output()
+    metrics = {
+        "float": {k: float_report[k] for k in ("accuracy", "balanced_accuracy", "recall")},
+        "int8": {k: int8_report[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")},
+        "drop": {"accuracy": drop("accuracy"), "balanced_accuracy": drop("balanced_accuracy")},
+        "test_count": len(test_ids),
+        "calibration": {"frames": len(calibration), "pinned": pinned},
+        "model_bytes": graph.size,
+        "ops": graph.op_names,
+        "input": {"shape": list(inp.shape), "dtype": inp.dtype, "scale": inp.scale[0], "zero_point": inp.zero_point[0]},
+        "output": {"shape": list(out.shape), "dtype": out.dtype, "scale": out.scale[0], "zero_point": out.zero_point[0]},
+    }
+    write_json(args.metrics, metrics)
+    write_csv(args.predictions, ("frame_id", "actual", "predicted"), zip(test_ids, test_labels, int8_pred))
+    confusion_matrix(args.confusion, np.array(int8_report["confusion"]["matrix"]), CLASSES,
+                     f"int8 model (LiteRT), test sample ({len(test_ids)} frames)\n"
+                     f"balanced accuracy {int8_report['balanced_accuracy']}")
+    print(f"quantize: {graph.size} bytes, ops {', '.join(graph.op_names)}; input scale {inp.scale[0]:.8f} zero point "
+          f"{inp.zero_point[0]}; balanced accuracy float {float_report['balanced_accuracy']} -> int8 "
+          f"{int8_report['balanced_accuracy']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The frames stage: counts, sizes, ids, determinism, other video formats, and bad files."""
+import hashlib
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import run_script, tiny_params, write_params
+from maskinspect.frames import load_shards, read_index
+from maskinspect.video import ffmpeg_exe
+
+
+def make_video(path, *, size="320x240", rate=25, seconds=2, codec="mpeg4", extra=()):
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                    "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}", "-c:v", codec, *extra, "-y",
+                    str(path)], check=True)
+    return path
+
+
+@pytest.fixture()
+def work(tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params())
+    return tmp_path
+
+
+def extract(work, video, *, check=True, params=None):
+    if params is not None:
+        write_params(work / "params.yaml", params)
+    return run_script("extract_frames.py", video, "--frames", "out/v.npy", "--index", "out/v.csv", cwd=work,
+                      check=check)
+
+
+def test_demo_shards_hold_every_frame_at_the_stored_size(demo_data):
+    params = tiny_params()
+    frames = load_shards(sorted((demo_data / "frames").glob("*.npy")))
+    per_video = int(params["demo"]["seconds"] * params["demo"]["fps"])
+    assert frames.images.shape == (2 * per_video, 64, 64, 3) and frames.images.dtype == np.uint8
+    assert frames.ids[:2] == ["demo-00-000000", "demo-00-000001"]
+    assert frames.times[per_video - 1] == pytest.approx((per_video - 1) / params["demo"]["fps"])
+    rows = read_index(demo_data / "frames" / "demo-01.csv")
+    assert [r["video"] for r in rows] == ["demo-01"] * per_video
+
+
+def test_same_video_same_bytes(demo_data, work):
+    video = sorted((demo_data / "videos").glob("*.mp4"))[0]
+    extract(work, video)
+    first = [hashlib.sha256((work / "out" / n).read_bytes()).hexdigest() for n in ("v.npy", "v.csv")]
+    extract(work, video)
+    assert [hashlib.sha256((work / "out" / n).read_bytes()).hexdigest() for n in ("v.npy", "v.csv")] == first
+    assert first[0] == hashlib.sha256((demo_data / "frames" / f"{video.stem}.npy").read_bytes()).hexdigest()
+
+
+def test_sampling_rate_keeps_source_frame_numbers(work):
+    video = make_video(work / "clip.avi", rate=25, seconds=2)
+    extract(work, video, params=tiny_params(**{"frames.fps": 5, "frames.size": 32}))
+    rows = read_index(work / "out" / "v.csv")
+    assert [int(r["frame"]) for r in rows] == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+    assert rows[3]["frame_id"] == "clip-000015" and float(rows[3]["time"]) == pytest.approx(0.6)
+    assert np.load(work / "out" / "v.npy").shape == (10, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name,size,rate,codec,extra", [
+    ("mpeg4.avi", "320x240", 25, "mpeg4", ()),
+    ("mjpeg.mov", "160x120", 30, "mjpeg", ("-pix_fmt", "yuvj420p")),
+    ("portrait.mp4", "180x320", 15, "libx264", ("-pix_fmt", "yuv420p")),
+])
+def test_other_sizes_codecs_and_rates(work, name, size, rate, codec, extra):
+    video = make_video(work / name, size=size, rate=rate, seconds=1, codec=codec, extra=extra)
+    extract(work, video)
+    frames = np.load(work / "out" / "v.npy")
+    assert frames.shape == (rate, 64, 64, 3)
+    assert frames.std() > 10  # real picture content, not a blank
+
+
+def test_center_crop_keeps_the_middle(work):
+    # Left third red, middle third green, right third blue: a centred square of a 3:1 frame is all green.
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+                    "-f", "lavfi", "-i", "color=red:size=60x60:rate=5:duration=1",
+                    "-f", "lavfi", "-i", "color=green:size=60x60:rate=5:duration=1",
+                    "-f", "lavfi", "-i", "color=blue:size=60x60:rate=5:duration=1",
+                    "-filter_complex", "hstack=3", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-crf", "0",
+                    "-y", str(work / "rgb.mp4")], check=True)
+    extract(work, work / "rgb.mp4", params=tiny_params(**{"frames.size": 16}))
+    mean = np.load(work / "out" / "v.npy").reshape(-1, 3).mean(0)
+    assert mean[1] > 100 and mean[0] < 20 and mean[2] < 20
+
+
+def bad_file_cases(tmp_path, good_video):
+    data = good_video.read_bytes()
+    cases = {}
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases["empty.mp4"] = "is empty (0 bytes)"
+    (tmp_path / "notes.mp4").write_text("these are not the frames you are looking for\n" * 50)
+    cases["notes.mp4"] = "not a readable video"
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) * 2 // 5])
+    cases["truncated.mp4"] = "truncated"
+    corrupt = bytearray(data)
+    rng = np.random.default_rng(0)
+    middle = len(corrupt) // 2
+    corrupt[middle:middle + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    (tmp_path / "corrupt.mp4").write_bytes(bytes(corrupt))
+    cases["corrupt.mp4"] = "corrupt"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                    "-i", "sine=frequency=440:duration=1", "-c:a", "aac", "-y", str(tmp_path / "audio.mp4")],
+                   check=True)
+    cases["audio.mp4"] = "has no video stream"
+    return cases
+
+
+def test_bad_files_stop_with_one_line_and_no_output(work, demo_data):
+    good = sorted((demo_data / "videos").glob("*.mp4"))[0]
+    for name, expected in bad_file_cases(work, good).items():
+        result = extract(work, work / name, check=False)
+        assert result.returncode == 1, name
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (name, lines)
+        assert lines[0].startswith(f"frames: error: {work / name}: ") and expected in lines[0], lines[0]
+        assert not (work / "out").exists() or not any((work / "out").iterdir()), name
+    missing = extract(work, work / "nowhere.mp4", check=False)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
