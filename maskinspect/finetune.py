@@ -104,7 +104,7 @@ def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: di
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         curve.append({"epoch": epoch + 1, "loss": total / seen, "accuracy": correct / seen})
-        bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", acc=f"{curve[-1]['accuracy']:.3f}")
+        bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", acc=f"{curve[-1]['accuracy']:.3f}", refresh=False)
     model.to("cpu").eval()
     for p in model.parameters():
         p.requires_grad_(True)

@@ -96,6 +96,6 @@ def pretrain(backbone: nn.Module, images: np.ndarray, cfg: dict, model_cfg: dict
             total += float(loss.detach())
             batches += 1
         losses.append(total / max(batches, 1))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     backbone.to("cpu", memory_format=torch.contiguous_format)
     return PretrainResult(losses=losses, device=str(dev))

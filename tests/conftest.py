@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torchvision  # noqa: F401 - before any test imports TensorFlow: the other order segfaults (triton)
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,17 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
+def venv_env(**extra) -> dict:
+    """The environment of a subprocess: `python` and `snakemake` are this interpreter's."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **extra}
+
+
 def run_script(script: str, *args, cwd: Path, check: bool = True, env: dict | None = None,
                prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Run scripts/<script> with this interpreter in `cwd`."""
     cmd = [*prefix, sys.executable, str(ROOT / "scripts" / script), *map(str, args)]
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=venv_env(**(env or {})))
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
@@ -84,8 +91,8 @@ def tiny_build(tmp_path_factory) -> Path:
     """A copy of the repository with tiny params, built end to end by Snakemake."""
     work = copy_repo(tmp_path_factory.mktemp("build") / "repo")
     write_params(work / "params.yaml", tiny_params())
-    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--quiet", "rules"],
-                            cwd=work, capture_output=True, text=True)
+    result = subprocess.run(["snakemake", "--cores", "2", "--quiet", "rules"], cwd=work, capture_output=True,
+                            text=True, env=venv_env())
     if result.returncode != 0:
         raise AssertionError(f"tiny Snakemake build failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return work

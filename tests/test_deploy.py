@@ -1,0 +1,231 @@
+"""Deployment stages: ONNX parity, int8 gates (each failing on a model built to break it),
+hermetic conversion, TFLite Micro checks, the bundle, and the bundle on an emulated camera."""
+import csv
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import run_script, tiny_params, write_params
+from maskinspect import CLASSES, tflite_graph, tflm
+from maskinspect.errors import PipelineError
+from maskinspect.frames import load_shards
+from maskinspect.openmv_emulator import Emulator, rgb565
+from maskinspect.quantize import firmware_input, gate_problems, no_network, pin_input_range
+
+
+def shards(build):
+    return sorted((build / "data" / "frames").glob("*.npy"))
+
+
+def test_float_and_int8_figures_are_reported(tiny_build):
+    export = json.loads((tiny_build / "metrics/export.json").read_text())
+    assert export["max_abs_logit_diff"] <= export["tolerance"] and export["argmax_agreement"] == 1.0
+    q = json.loads((tiny_build / "metrics/quantize.json").read_text())
+    assert q["input"]["dtype"] == "INT8" and q["input"]["zero_point"] == -128
+    assert abs(q["input"]["scale"] - 1 / 255) < 1e-9
+    assert set(q["ops"]) <= {"ADD", "CONV_2D", "FULLY_CONNECTED", "MEAN", "MUL", "PAD"}
+    assert set(q["int8"]["recall"]) == set(CLASSES)
+    assert q["drop"]["balanced_accuracy"] == pytest.approx(q["float"]["balanced_accuracy"]
+                                                           - q["int8"]["balanced_accuracy"], abs=1e-4)
+
+
+def test_export_fails_over_its_tolerance_and_leaves_no_model(tiny_build, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params(**{"export.tolerance": 1e-12}))
+    result = run_script("export_onnx.py", "--classifier", tiny_build / "models/classifier.safetensors",
+                        "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
+                        "--out", "m.onnx", "--metrics", "m.json", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "ONNX logits differ from torch by" in result.stderr
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
+
+
+# ---- gates: models built to break them -------------------------------------------------------
+
+def keras_model(extra=None):
+    import tensorflow as tf
+
+    inp = tf.keras.Input((16, 16, 3), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    if extra:
+        x = extra(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inp, tf.keras.layers.Dense(3)(x))
+
+
+def to_tflite(model, path, *, int8=True, top=1.0):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(0)
+
+        def data():
+            for _ in range(8):
+                yield [(rng.random((1, 16, 16, 3)) * top).astype(np.float32)]
+            yield [np.zeros((1, 16, 16, 3), np.float32)]
+            yield [np.full((1, 16, 16, 3), top, np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return tflite_graph.read(path)
+
+
+def test_gate_passes_a_proper_int8_model(tmp_path):
+    assert gate_problems(to_tflite(keras_model(), tmp_path / "ok.tflite")) == []
+
+
+def test_gate_refuses_a_float_model(tmp_path):
+    problems = gate_problems(to_tflite(keras_model(), tmp_path / "float.tflite", int8=False))
+    assert any("FLOAT32, not INT8" in p for p in problems)
+
+
+def test_gate_refuses_an_op_the_firmware_lacks(tmp_path):
+    import tensorflow as tf
+
+    gelu = tf.keras.layers.Lambda(lambda t: tf.nn.gelu(t, approximate=False))
+    graph = to_tflite(keras_model(gelu), tmp_path / "gelu.tflite")
+    assert "GELU" in graph.op_names
+    problems = gate_problems(graph)
+    assert any("ops outside OpenMV's TFLite Micro resolver: GELU" in p for p in problems)
+
+
+def test_gate_refuses_a_model_calibrated_short_of_white(tmp_path):
+    problems = gate_problems(to_tflite(keras_model(), tmp_path / "dim.tflite", top=0.8))
+    assert any("input scale is" in p and "needs 1/255" in p for p in problems)
+
+
+def test_bundle_stage_refuses_a_model_that_fails_a_gate(tiny_build, tmp_path):
+    """Stages call the gates too: the bundle stage re-checks the model before shipping it."""
+    bad = tmp_path / "float.tflite"
+    to_tflite(keras_model(), bad, int8=False)
+    write_params(tmp_path / "params.yaml", tiny_params())
+    result = run_script("bundle.py", "--model", bad, "--main", tiny_build / "openmv/main.py",
+                        "--quantize-metrics", tiny_build / "metrics/quantize.json",
+                        "--tflm-metrics", tiny_build / "metrics/tflm.json", "--out-dir", "dist/openmv",
+                        "--zip", "dist/openmv.zip", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "not fit for the camera" in result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_calibration_range_is_pinned_to_the_full_pixel_range():
+    x = np.full((2, 4, 4, 3), 0.5, np.float32)
+    x[0, 0, 0, 0], x[1, 3, 3, 2] = 0.1, 0.9
+    notes = pin_input_range(x)
+    assert x.min() == 0.0 and x.max() == 1.0 and len(notes) == 2
+    assert (x == 0.5).sum() == x.size - 2  # nothing else moved
+
+
+def test_network_guard_refuses_connections():
+    with no_network():
+        with pytest.raises(PipelineError, match="must run offline"):
+            socket.create_connection(("127.0.0.1", 9))
+    socket.getaddrinfo("localhost", None)  # restored afterwards
+
+
+def test_quantize_runs_with_networking_blocked(tiny_build, tmp_path):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
+        pytest.skip("unshare cannot make a network namespace here")
+    write_params(tmp_path / "params.yaml", tiny_params())
+    probe = subprocess.run(["unshare", "-rn", "python3", "-c",
+                            "import socket; socket.create_connection(('pypi.org', 443), timeout=3)"],
+                           capture_output=True, text=True)
+    assert probe.returncode != 0  # no network in the namespace
+    b = tiny_build
+    run_script("quantize.py", "--onnx", b / "models/classifier.onnx", "--classifier", b / "models/classifier.safetensors",
+               "--frames", *shards(b), "--train", b / "data/labels/train.csv", "--test", b / "data/labels/test.csv",
+               "--out", "q.tflite", "--metrics", "q.json", "--predictions", "q.csv", "--confusion", "q.png",
+               cwd=tmp_path, prefix=("unshare", "-rn"))
+    # Same bytes as the build's own run: deterministic, and no sample images fetched.
+    assert (tmp_path / "q.tflite").read_bytes() == (b / "models/classifier_int8.tflite").read_bytes()
+
+
+# ---- TFLite Micro --------------------------------------------------------------------------
+
+def test_tflm_metrics_and_arena_bound(tiny_build):
+    m = json.loads((tiny_build / "metrics/tflm.json").read_text())
+    model = (tiny_build / "models/classifier_int8.tflite").read_bytes()
+    assert m["model_bytes"] == len(model) < 128 * 1024
+    arena = m["arena_bytes"]
+    assert tflm.fits(model, arena) and not tflm.fits(model, arena - 16)
+    assert m["macs"] == 33_357_920 // 2  # every conv and the head: torch's FLOP count / 2
+    assert m["litert_agreement"]["argmax_identical"] >= 0.95 and m["litert_agreement"]["max_diff_lsb"] <= 3
+    assert "MOp/s per MHz" in m["latency_assumption"]
+
+
+def test_tflm_budget_gate(tiny_build, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params(**{"tflm.max_arena_bytes": 50_000}))
+    result = run_script("tflm_check.py", "--model", tiny_build / "models/classifier_int8.tflite",
+                        "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
+                        "--metrics", "t.json", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "over tflm.max_arena_bytes 50000" in result.stderr
+    assert not (tmp_path / "t.json").exists()
+
+
+# ---- the bundle ----------------------------------------------------------------------------
+
+def test_bundle_manifest_describes_its_files(tiny_build):
+    folder = tiny_build / "dist/openmv"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        data = (folder / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert (folder / "model.txt").read_text() == "bad\ngood\nno_mask\n"
+    assert (folder / "main.py").read_bytes() == (tiny_build / "openmv/main.py").read_bytes()
+    assert manifest["metrics"]["arena_bytes"] == json.loads((tiny_build / "metrics/tflm.json").read_text())["arena_bytes"]
+    assert set(manifest["source"]) == {"revision", "dirty"}
+
+
+def test_bundle_zip_is_byte_stable(tiny_build, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params())
+    b = tiny_build
+    args = ["--model", b / "models/classifier_int8.tflite", "--main", b / "openmv/main.py",
+            "--quantize-metrics", b / "metrics/quantize.json", "--tflm-metrics", b / "metrics/tflm.json"]
+    for run in ("a", "b"):
+        run_script("bundle.py", *args, "--out-dir", f"{run}/openmv", "--zip", f"{run}/openmv.zip", cwd=tmp_path)
+    assert (tmp_path / "a/openmv.zip").read_bytes() == (tmp_path / "b/openmv.zip").read_bytes()
+
+
+@pytest.mark.parametrize("firmware", ["4.5.6", "4.7.0"])
+def test_bundle_main_py_runs_on_an_emulated_camera(tiny_build, firmware):
+    """main.py, unmodified, on emulated sensor/ml/pyb/time modules, with test frames."""
+    with (tiny_build / "data/labels/test.csv").open() as f:
+        rows = list(csv.DictReader(f))[:12]
+    images = load_shards(shards(tiny_build)).take([r["frame_id"] for r in rows])
+    run = Emulator(images, max_frames=len(rows), firmware=firmware).run(tiny_build / "dist/openmv/main.py")
+    assert run.frames == len(rows)
+    header, lines = run.lines[0], run.lines[1:]
+    assert header.startswith("model: ") and "['bad', 'good', 'no_mask']" in header
+    assert len(lines) == len(rows)
+    printed = [line.split()[0] for line in lines]
+    assert all(p in CLASSES for p in printed)
+    assert all(0.33 <= float(line.split()[1]) <= 1.0 for line in lines)  # confidences, a softmax's top share
+    # The printed classes are the int8 model's answers on the camera's input (RGB565, pixel - 128)...
+    model = (tiny_build / "dist/openmv/model.tflite").read_bytes()
+    fed = firmware_input(np.stack([rgb565(np.asarray(i)) for i in images]), 64)
+    assert np.array_equal(np.stack(run.input_fed), fed)
+    answers = tflm.run(model, fed, tflm.smallest_arena(model)).argmax(1)
+    assert printed == [CLASSES[i] for i in answers]
+    # ...which score against the labels as the host's int8 evaluation of the same frames does.
+    host = run_host_int8(tiny_build, images)
+    agree_device = np.mean([p == r["label"] for p, r in zip(printed, rows)])
+    agree_host = np.mean([h == r["label"] for h, r in zip(host, rows)])
+    assert abs(agree_device - agree_host) <= 2 / len(rows)
+    # LEDs follow the class: 1 red for bad, 2 green for good, 3 blue for no_mask, one at a time.
+    led_of = {"bad": 1, "good": 2, "no_mask": 3}
+    for label, state in zip(printed, run.led_states):
+        assert state == {n: n == led_of[label] for n in (1, 2, 3)}
+
+
+def run_host_int8(build, images):
+    from maskinspect.evaluation import labels_of
+    from maskinspect.quantize import run_litert
+
+    return labels_of(run_litert(build / "models/classifier_int8.tflite", firmware_input(images, 64)).scores)

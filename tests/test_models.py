@@ -1,0 +1,95 @@
+"""The published network, its checkpoints, and safe loading."""
+import io
+import zipfile
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import ENDPOINTAI
+from maskinspect import models
+from maskinspect.errors import PipelineError
+
+MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1}
+needs_shared = pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
+
+
+def test_published_architecture_size_and_work():
+    model = models.build_classifier(MODEL_CFG).eval()
+    assert sum(p.numel() for p in model.parameters()) == 78_449
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 64, 64))
+    assert counter.get_total_flops() == 33_357_920  # the published "33.4 MOp"
+
+
+def test_strided_stem_takes_twice_the_input_at_the_same_work():
+    cfg = {**MODEL_CFG, "stem_stride": 2}
+    model = models.build_classifier(cfg).eval()
+    with FlopCounterMode(display=False) as counter:
+        out = model(torch.zeros(1, 3, 128, 128))
+    assert out.shape == (1, 3)
+    assert abs(counter.get_total_flops() - 33_357_920) / 33_357_920 < 0.01
+
+
+@needs_shared
+def test_published_lightly_checkpoint_fills_every_backbone_tensor():
+    state = models.read_lightly_checkpoint(ENDPOINTAI / "reference" / "pretrained.ckpt")
+    backbone = models.build_backbone(MODEL_CFG)
+    assert set(state) == set(backbone.state_dict())
+    models.load_into(backbone, state, "pretrained.ckpt")
+    for key, tensor in backbone.state_dict().items():
+        assert torch.equal(tensor, state[key]), key
+
+
+@needs_shared
+def test_published_finetuned_state_dict_loads_into_the_classifier():
+    state = torch.load(ENDPOINTAI / "reference" / "finetuned.pt", map_location="cpu", weights_only=True)
+    model = models.build_classifier(MODEL_CFG)
+    models.load_into(model, state, "finetuned.pt")
+    assert torch.equal(model.classifier[0].weight, state["classifier.0.weight"])
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/maskinspect-pwned",))
+
+
+def test_checkpoint_loading_never_runs_code_from_the_file(tmp_path):
+    import os
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"model.backbone.0.weight": torch.ones(3)}, "callback": _Evil()}, path)
+    if os.path.exists("/tmp/maskinspect-pwned"):
+        os.remove("/tmp/maskinspect-pwned")
+    state = models.read_lightly_checkpoint(path)
+    assert not os.path.exists("/tmp/maskinspect-pwned")
+    assert list(state) == ["0.weight"]
+
+
+def test_mismatched_weights_name_the_tensor(tmp_path):
+    backbone = models.build_backbone(MODEL_CFG)
+    state = backbone.state_dict()
+    state["1.weight"] = torch.zeros(4, 3, 3, 3)
+    with pytest.raises(PipelineError, match=r"tensor 1.weight has shape \(4, 3, 3, 3\)"):
+        models.load_into(models.build_backbone(MODEL_CFG), state, "x")
+    del state["1.weight"]
+    with pytest.raises(PipelineError, match="1 missing"):
+        models.load_into(models.build_backbone(MODEL_CFG), state, "x")
+
+
+def test_weights_files_are_byte_stable_and_not_foreign(tmp_path):
+    torch.manual_seed(0)
+    backbone = models.build_backbone(MODEL_CFG)
+    models.save_weights(tmp_path / "a.safetensors", backbone, {"b": 1, "a": 2})
+    models.save_weights(tmp_path / "b.safetensors", backbone, {"a": 2, "b": 1})
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    (tmp_path / "bad.safetensors").write_bytes(b"not weights")
+    with pytest.raises(PipelineError, match="bad.safetensors: not a weights file"):
+        models.load_weights(tmp_path / "bad.safetensors")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", b"garbage")
+    (tmp_path / "broken.ckpt").write_bytes(buf.getvalue())
+    with pytest.raises(PipelineError, match="broken.ckpt: not a readable PyTorch checkpoint"):
+        models.read_lightly_checkpoint(tmp_path / "broken.ckpt")

@@ -1,0 +1,99 @@
+"""Pretraining and fine-tuning on tiny data: deterministic, and learning for real."""
+import hashlib
+
+import numpy as np
+import pytest
+
+from conftest import ENDPOINTAI, run_script, tiny_params, write_params
+from maskinspect import CLASSES, models
+from maskinspect.errors import PipelineError
+from maskinspect.evaluation import labels_of, report
+from maskinspect.finetune import class_weights, finetune
+from maskinspect.training import batched_forward, seed_everything
+
+MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1}
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 3, "pretrain.batch_size": 40}))
+    shards = sorted((demo_data / "frames").glob("*.npy"))
+    for run in ("a", "b"):
+        run_script("pretrain.py", "--frames", *shards, "--out", f"{run}.safetensors", "--loss", f"{run}.csv", cwd=tmp_path)
+    assert sha(tmp_path / "a.safetensors") == sha(tmp_path / "b.safetensors")
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    losses = [float(line.split(",")[1]) for line in (tmp_path / "a.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    state = models.load_weights(tmp_path / "a.safetensors")
+    assert set(state) == set(models.build_backbone(MODEL_CFG).state_dict())
+
+
+@pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
+def test_published_checkpoint_used_as_is(demo_data, tmp_path):
+    ckpt = ENDPOINTAI / "reference" / "pretrained.ckpt"
+    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0, "pretrain.init": str(ckpt)}))
+    run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
+               "--out", "b.safetensors", "--loss", "l.csv", cwd=tmp_path)
+    ours = models.load_weights(tmp_path / "b.safetensors")
+    published = models.read_lightly_checkpoint(ckpt)
+    assert all(np.array_equal(ours[k].numpy(), published[k].numpy()) for k in published)
+    assert (tmp_path / "l.csv").read_text() == "epoch,loss\n"
+
+
+def test_pretrain_epochs_zero_needs_weights(demo_data, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0}))
+    result = run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
+                        "--out", "b.safetensors", "--loss", "l.csv", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "pretrain.epochs is 0 but pretrain.init names no weights" in result.stderr
+
+
+def separable_frames(n_per_class: int, seed: int):
+    """Three classes a person tells apart at a glance: a bright square, a dark bar, nothing."""
+    rng = np.random.default_rng(seed)
+    images, targets = [], []
+    for cls in range(3):
+        for _ in range(n_per_class):
+            img = rng.normal(120, 20, size=(64, 64, 3))
+            x, y = rng.integers(8, 40, 2)
+            if cls == 0:
+                img[y:y + 16, x:x + 16] = 250
+            elif cls == 1:
+                img[:, x:x + 6] = 10
+            images.append(np.clip(img, 0, 255).astype(np.uint8))
+            targets.append(cls)
+    return np.stack(images), np.array(targets)
+
+
+def test_finetuning_beats_chance_clearly_on_separable_data():
+    params = tiny_params()
+    cfg = dict(params["finetune"], mode="full", epochs=40, batch_size=32)
+    train_x, train_y = separable_frames(30, seed=0)
+    test_x, test_y = separable_frames(20, seed=1)
+    seed_everything(cfg["seed"])
+    model = models.build_classifier(MODEL_CFG)
+    result = finetune(model, train_x, train_y, cfg, 64)
+    assert len(result.curve) == 40 and result.curve[-1]["loss"] < result.curve[0]["loss"]
+    metrics = report([CLASSES[t] for t in test_y], labels_of(batched_forward(model, test_x, 64, 64)))
+    assert metrics["balanced_accuracy"] >= 0.9, metrics  # chance is 0.33
+
+
+def test_frozen_mode_leaves_the_backbone_untouched():
+    params = tiny_params()
+    cfg = dict(params["finetune"], mode="frozen", epochs=2, batch_size=16)
+    x, y = separable_frames(8, seed=2)
+    seed_everything(0)
+    model = models.build_classifier(MODEL_CFG)
+    before = {k: v.clone() for k, v in model.features.state_dict().items()}
+    finetune(model, x, y, cfg, 64)
+    after = model.features.state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+
+
+def test_class_weights_balance_and_missing_class_is_an_error():
+    w = class_weights(np.array([0] * 10 + [1] * 30 + [2] * 60))
+    assert np.allclose(w.numpy(), [100 / 30, 100 / 90, 100 / 180])
+    with pytest.raises(PipelineError, match="no training frames labelled bad"):
+        class_weights(np.array([1, 2, 2]))
