@@ -5,7 +5,7 @@ import re
 import sys
 from pathlib import Path
 
-from maskinspect import params as params_mod, pipeline
+from maskinspect import dvc_sync, params as params_mod, pipeline
 from maskinspect.errors import PipelineError
 
 try:
@@ -21,6 +21,24 @@ except PipelineError as exc:
 # Every command and path is relative to the repository root, wherever snakemake is started.
 workdir: ROOT
 
+# Each stage's command and params as a file it depends on (see pipeline.settings_file).
+pipeline.write_settings(ROOT, STAGES, PARAMS)
+
+if workflow.is_main_process:
+    # After `dvc pull`, `git checkout` or `dvc repro`, put output times back in order where
+    # the bytes are those of dvc.lock, so fresh file times alone rebuild nothing.
+    _restored = dvc_sync.restore_mtimes(ROOT, STAGES, PARAMS)
+    if _restored:
+        print(f"Snakefile: {len(_restored)} stage(s) match dvc.lock; output times put back in order", file=sys.stderr)
+    _OUTPUT_TIMES = dvc_sync.output_times(ROOT, STAGES)
+
+
+onsuccess:
+    # Record what Snakemake built in dvc.lock (and the DVC cache): `dvc status` then agrees.
+    _committed = dvc_sync.commit_changed(ROOT, STAGES, _OUTPUT_TIMES)
+    if _committed:
+        print(f"Snakefile: dvc commit: {', '.join(_committed)}", file=sys.stderr)
+
 
 rule all:
     default_target: True
@@ -34,10 +52,11 @@ def _rule_for(st):
     if st.foreach:
         resolve = lambda text: (lambda wc: pipeline.expand(st, text, wc.item))
         inputs = {name: resolve(path) for name, path in st.deps.items()}
+        inputs["settings"] = pipeline.settings_file(f"{st.name}@{{item}}")
         item_path = lambda wc: st.foreach[wc.item]["path"]
         constraint = "|".join(re.escape(k) for k in st.foreach)
     else:
-        inputs = dict(st.deps)
+        inputs = {**st.deps, "settings": pipeline.settings_file(st.name)}
         item_path = ""
         constraint = ".+"
 
@@ -47,9 +66,9 @@ def _rule_for(st):
             code=st.code(ROOT),
             **inputs,
         output:
-            **st.outs,
+            **{name: (report(path, category="metrics") if isinstance(path, str) and path in st.plots else path)
+               for name, path in st.outs.items()},
         params:
-            values=pipeline.snakemake_params(st, PARAMS),
             item_path=item_path,
         wildcard_constraints:
             item=constraint,

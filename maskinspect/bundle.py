@@ -8,7 +8,6 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-MIN_FIRMWARE = "4.5.6"  # the `ml` module; 3.6.x had `tf.load`, removed in 4.5.6
 # What the manifest's source revision describes: the code and settings that build the bundle.
 SOURCE_PATHS = ("maskinspect", "scripts", "openmv", "params.yaml", "envs/requirements.lock")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -58,6 +58,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return f"{key}: {error.instance!r} has the wrong type (expected {expected})"
+    if error.validator == "pattern" and "description" in error.schema:
+        return f"{key}: {error.instance!r} is not valid ({error.schema['description']})"
     return f"{key}: {error.message}"
 
 

@@ -294,7 +294,7 @@ def stages(params: dict, root: Path = ROOT) -> list[Stage]:
               "quantize_metrics": "metrics/quantize.json", "tflm_metrics": "metrics/tflm.json"},
         outs={"files": [f"dist/openmv/{n}" for n in ("model.tflite", "model.txt", "main.py", "manifest.json")],
               "zip": "dist/openmv.zip"},
-        params=[],
+        params=["bundle"],
         extra_code=["maskinspect/openmv_tflm_ops.txt"],
     ))
     return result
@@ -309,15 +309,19 @@ def frame_shards(params: dict, root: Path = ROOT) -> list[str]:
     return [f"data/frames/{name}.npy" for name in video_items(params, root)]
 
 
+def instances(all_stages: list[Stage]) -> list[tuple[str, Stage, str | None]]:
+    """(DVC stage name, stage, foreach key) of every stage instance, in graph order."""
+    out = []
+    for st in all_stages:
+        for key in (list(st.foreach) if st.foreach else [None]):
+            out.append((f"{st.name}@{key}" if key else st.name, st, key))
+    return out
+
+
 def final_targets(params: dict, root: Path = ROOT) -> list[str]:
     """What `snakemake` builds by default: every output of every stage."""
-    targets: list[str] = []
-    for st in stages(params, root):
-        keys = list(st.foreach) if st.foreach else [None]
-        for key in keys:
-            for out in st.out_paths():
-                targets.append(expand(st, out, key) if key else out)
-    return targets
+    return [expand(st, out, key) if key else out
+            for _name, st, key in instances(stages(params, root)) for out in st.out_paths()]
 
 
 # ---------------------------------------------------------------------------
@@ -381,7 +385,35 @@ def sync_dvc_yaml(root: Path = ROOT, params_path: str = "params.yaml") -> bool:
     return True
 
 
-def snakemake_params(stage: Stage, params: dict) -> str:
-    """The values of a stage's declared params, as one string: Snakemake reruns a rule
-    when it changes, and only then (DVC does the same from dvc.yaml's params lists)."""
-    return json.dumps({k: params_mod.get(params, k) for k in stage.params}, sort_keys=True)
+SETTINGS_DIR = ".snakemake/stage-settings"
+
+
+def settings_file(name: str) -> str:
+    """Per stage instance: the command and params values it runs with, as a file.
+
+    Snakemake runs with `rerun-triggers: mtime` (profiles/default): a changed param or
+    command rewrites this file, which makes exactly the stages that use it stale, by the
+    same rule as any other input. Unlike Snakemake's internal records, it stays right when
+    DVC builds a stage, so the two front ends never disagree about what is stale.
+    """
+    return f"{SETTINGS_DIR}/{name}.json"
+
+
+def stage_settings(stage: Stage, params: dict, key: str | None) -> str:
+    cmd = expand(stage, stage.cmd, key) if key else stage.cmd
+    values = {k: params_mod.get(params, k) for k in stage.params}
+    return json.dumps({"cmd": cmd, "params": values}, sort_keys=True, indent=1) + "\n"
+
+
+def write_settings(root: Path, all_stages: list[Stage], params: dict) -> list[str]:
+    """Write the settings files that changed (an unchanged file keeps its time); returns their names."""
+    from .atomic import write_text
+
+    changed = []
+    for name, st, key in instances(all_stages):
+        path = root / settings_file(name)
+        text = stage_settings(st, params, key)
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+            changed.append(name)
+    return changed

@@ -1,6 +1,7 @@
 """Stage bundle: what goes on the camera, with a manifest saying what it is and where it came from.
 
 In:  --model int8 .tflite, --main openmv/main.py, --quantize-metrics and --tflm-metrics JSON
+     params.yaml (bundle.*)
 Out: --out-dir with model.tflite, model.txt (labels in output order), main.py,
      manifest.json (sha256 of each file, input shape, dtype, scale, zero point, labels,
      metrics, minimum firmware, source git revision); --zip of that folder.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from maskinspect import CLASSES, cli, params as params_mod, tflite_graph
 from maskinspect.atomic import write_bytes
-from maskinspect.bundle import MIN_FIRMWARE, labels_text, sha256, source_revision, zip_bytes
+from maskinspect.bundle import labels_text, sha256, source_revision, zip_bytes
 from maskinspect.errors import PipelineError
 from maskinspect.quantize import check_gates
 
@@ -30,7 +31,7 @@ def main(argv=None):
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--zip", required=True, type=Path)
     args = p.parse_args(argv)
-    params_mod.load(args.params)
+    cfg = params_mod.load(args.params)["bundle"]
 
     graph = tflite_graph.read(args.model)
     check_gates(graph)  # never bundle a model the camera would refuse
@@ -65,7 +66,7 @@ def main(argv=None):
             "latency_ms_estimate": tflm_metrics["latency_ms_estimate"],
             "latency_assumption": tflm_metrics["latency_assumption"],
         },
-        "firmware": {"minimum": MIN_FIRMWARE, "board": "OpenMV H7 (STM32H743)", "module": "ml"},
+        "firmware": {"minimum": cfg["min_firmware"], "board": cfg["board"], "module": "ml"},
         "source": source_revision(ROOT),
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

@@ -37,7 +37,11 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
     # The project's own package, linked (not copied) so edits take effect; no build isolation,
     # so the locked setuptools builds it and nothing unpinned is downloaded.
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
+    if ! log="$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+                --no-build-isolation -e "$root" 2>&1)"; then
+        echo "$log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
 

@@ -61,8 +61,25 @@ def run_script(script: str, *args, cwd: Path, check: bool = True, env: dict | No
     return result
 
 
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def init_git(work: Path, message: str = "tiny test project") -> Path:
+    """Make `work` a git repository with everything committed (DVC needs git)."""
+    git(work, "init", "-q", "-b", "main")
+    git(work, "config", "user.email", "test@example.invalid")
+    git(work, "config", "user.name", "test")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", message)
+    return work
+
+
 def copy_repo(dest: Path) -> Path:
-    """The tracked files of the repository (what a clean clone holds), without git history."""
+    """The files a clean clone holds (the working tree's tracked and new files), no history."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
     for rel in files:

@@ -86,3 +86,10 @@ def test_a_stage_rejects_bad_params_with_one_line_and_writes_nothing(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("render_demo: error: params.yaml: frames.size:")
     assert not (tmp_path / "v").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_pattern_errors_explain_themselves():
+    p = repo_params()
+    p["bundle"]["min_firmware"] = "3.6.4"
+    assert error_of(p) == ("params.yaml: bundle.min_firmware: '3.6.4' is not valid "
+                           "(oldest OpenMV firmware for main.py; the ml module it uses appeared in 4.5.6)")
