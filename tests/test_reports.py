@@ -1,0 +1,66 @@
+"""Metrics, plots, experiments and the Snakemake report, on the tiny build."""
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import git, venv_env
+
+
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, env=venv_env())
+    assert result.returncode == 0, f"{' '.join(cmd)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_dvc_metrics_show_the_figures_that_matter(tiny_build):
+    metrics = json.loads(run(tiny_build, "dvc", "metrics", "show", "--json").stdout)
+    flat = json.dumps(metrics)
+    workspace = next(iter(metrics.values()))["data"]
+    q = workspace["metrics/quantize.json"]["data"]
+    t = workspace["metrics/tflm.json"]["data"]
+    f = workspace["metrics/finetune.json"]["data"]
+    assert {"accuracy", "balanced_accuracy", "recall"} <= set(f)
+    assert {"balanced_accuracy", "accuracy"} <= set(q["drop"]) and "int8" in q
+    assert {"model_bytes", "arena_bytes", "mops", "latency_ms_estimate"} <= set(t)
+    assert "max_abs_logit_diff" in flat
+
+
+def test_dvc_plots_render_curves_and_confusion(tiny_build, tmp_path):
+    run(tiny_build, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    for title in ("SimCLR pretraining loss", "fine-tuning", "float model on the test sample",
+                  "int8 model on the test sample"):
+        assert f'"text": "{title}"' in html, title
+    for image in ("embedding_map", "finetune_confusion", "int8_confusion"):
+        assert f'id="metrics_{image}_png"' in html, image
+        assert (tmp_path / "plots" / "static" / f"workspace_metrics_{image}.png").stat().st_size > 1000
+
+
+def test_experiments_change_a_param_and_compare(tiny_build, tmp_path):
+    clone = tmp_path / "exp"
+    git(tiny_build, "add", "dvc.lock", "metrics")
+    git(tiny_build, "commit", "-q", "--allow-empty", "-m", "results for experiments")
+    git(tmp_path, "clone", "-q", str(tiny_build), str(clone))
+    run(clone, "dvc", "cache", "dir", "--local", str(tiny_build / ".dvc" / "cache"))  # share the built outputs
+    run(clone, "dvc", "checkout")
+    out = run(clone, "dvc", "exp", "run", "-S", "tflm.mops_per_mhz=0.5", "-n", "slower-cpu")
+    assert "Running stage 'tflm_check'" in out.stdout and "Running stage 'pretrain'" not in out.stdout
+    table = json.loads(run(clone, "dvc", "exp", "show", "--json").stdout)
+    experiments = [e for entry in table for e in (entry.get("experiments") or [])]
+    runs = [r for e in experiments for r in e.get("revs", [])]
+    named = [r for r in runs if r.get("name") == "slower-cpu"]
+    assert named, table
+    data = named[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["tflm"]["mops_per_mhz"] == 0.5
+    latency = data["metrics"]["metrics/tflm.json"]["data"]["latency_ms_estimate"]
+    baseline = json.loads((tiny_build / "metrics/tflm.json").read_text())["latency_ms_estimate"]
+    assert abs(latency - 2 * baseline) < 0.2
+
+
+def test_snakemake_report_holds_the_plots(tiny_build, tmp_path):
+    report = tmp_path / "report.html"
+    run(tiny_build, "snakemake", "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert len(html) > 10_000
+    for name in ("finetune_confusion.png", "embedding_map.png", "int8_confusion.png"):
+        assert name in html, name
