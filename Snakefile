@@ -10,7 +10,7 @@ from maskinspect.errors import PipelineError
 
 try:
     ROOT = Path(workflow.basedir)
-    PARAMS = params_mod.load(ROOT / "params.yaml")
+    PARAMS = params_mod.load_raw(ROOT / "params.yaml")  # as written: DVC tracks these keys
     STAGES = pipeline.stages(PARAMS, ROOT)
     if pipeline.sync_dvc_yaml(ROOT):
         print("Snakefile: dvc.yaml regenerated from maskinspect/pipeline.py", file=sys.stderr)

@@ -32,9 +32,41 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+RECIPE = "images_recipe"  # settings applied over the sections when data.source is images
+
+
+def _relaxed(node):
+    """A section's schema with nothing required: a recipe sets only what differs."""
+    if isinstance(node, dict):
+        return {k: _relaxed(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_relaxed(v) for v in node]
+    return node
+
+
 @functools.lru_cache(maxsize=1)
 def schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    full = yaml.safe_load(SCHEMA_PATH.read_text())
+    sections = {k: _relaxed(v) for k, v in full["properties"].items() if k != "data"}
+    full["properties"][RECIPE] = {
+        "type": "object", "additionalProperties": False, "properties": sections,
+        "description": "sections (or parts of them) that replace the defaults when data.source is images",
+    }
+    return full
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def effective(raw: dict) -> dict:
+    """What the stages run with: the sections, with images_recipe over them for real camera frames."""
+    if raw["data"]["source"] != "images" or not raw.get(RECIPE):
+        return raw
+    return merge(raw, raw[RECIPE])
 
 
 def _key_of(error: jsonschema.ValidationError) -> str:
@@ -63,13 +95,23 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{key}: {error.message}"
 
 
-def validate(params: Any, source: str = DEFAULT_PARAMS) -> dict:
-    """Return `params` unchanged when valid; raise PipelineError naming the first bad key."""
+def _first_error(params: Any) -> jsonschema.ValidationError | None:
     validator = jsonschema.Draft7Validator(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        raise PipelineError(f"{source}: {_describe(errors[0])}")
-    _check_consistency(params, source)
+    return errors[0] if errors else None
+
+
+def validate(params: Any, source: str = DEFAULT_PARAMS) -> dict:
+    """Return `params` unchanged when valid; raise PipelineError naming the first bad key."""
+    error = _first_error(params)
+    if error is not None:
+        raise PipelineError(f"{source}: {_describe(error)}")
+    merged = effective(params)
+    if merged is not params:
+        error = _first_error(merged)
+        if error is not None:
+            raise PipelineError(f"{source}: {_describe(error)} (with {RECIPE} applied)")
+    _check_consistency(merged, source)
     return params
 
 
@@ -100,6 +142,12 @@ def parse(text: str, source: str = DEFAULT_PARAMS) -> dict:
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+    """The validated params a stage runs with (images_recipe applied for real camera frames)."""
+    return effective(load_raw(path))
+
+
+def load_raw(path: str | Path = DEFAULT_PARAMS) -> dict:
+    """The validated params as written (what DVC tracks key by key)."""
     path = Path(path)
     try:
         text = path.read_text()

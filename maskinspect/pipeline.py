@@ -44,8 +44,8 @@ class Stage:
     deps: dict[str, str | list[str]]
     outs: dict[str, str | list[str]]
     params: list[str]
-    metrics: list[str] = field(default_factory=list)     # outs that are DVC metrics (kept in git)
-    plots: dict[str, dict] = field(default_factory=dict)  # outs that are DVC plots (kept in git): spec
+    metrics: list[str] = field(default_factory=list)     # outs that are DVC metrics (JSON)
+    plots: dict[str, dict] = field(default_factory=dict)  # outs that are DVC plots: spec
     extra_code: list[str] = field(default_factory=list)  # non-Python files the stage reads
     foreach: dict[str, dict[str, str]] | None = None
     threads: int = 1
@@ -142,8 +142,28 @@ def video_items(params: dict, root: Path = ROOT) -> dict[str, dict[str, str]]:
 
 
 def stages(params: dict, root: Path = ROOT) -> list[Stage]:
-    """All stages for these params, in topological order."""
+    """All stages for these params (as written in params.yaml), in topological order."""
+    result = _stages(params, root)
+    if params["data"]["source"] == "images" and params.get(params_mod.RECIPE):
+        # DVC tracks keys as written: a stage that reads `model` also depends on images_recipe.model.
+        for st in result:
+            st.params = st.params + [f"{params_mod.RECIPE}.{k}" for k in st.params
+                                     if _has(params[params_mod.RECIPE], k)]
+    return result
+
+
+def _has(tree: dict, dotted: str) -> bool:
+    try:
+        params_mod.get(tree, dotted)
+        return True
+    except (KeyError, TypeError):
+        return False
+
+
+def _stages(params: dict, root: Path) -> list[Stage]:
     data = params["data"]
+    eff = params_mod.effective(params)
+    images = data["source"] == "images"
     result: list[Stage] = []
     videos = video_items(params, root)
 
@@ -167,61 +187,41 @@ def stages(params: dict, root: Path = ROOT) -> list[Stage]:
             params=["frames"],
             foreach=videos,
         ))
+    if images:
+        folders = {"train": {"path": data["images_dir"]}, "test": {"path": data["test_dir"]}}
+        result.append(Stage(
+            name="pack_images",
+            script="scripts/pack_images.py",
+            args=["--params", "params.yaml", "{item.path}", "--frames", "data/frames/images-{item}.npy",
+                  "--index", "data/frames/images-{item}.csv", "--labels", "data/labels/{item}.csv"],
+            deps={"folder": "{item.path}"},
+            outs={"frames": "data/frames/images-{item}.npy", "index": "data/frames/images-{item}.csv",
+                  "labels": "data/labels/{item}.csv"},
+            params=["frames"],
+            foreach=folders,
+        ))
     shards = frame_shards(params, root)
-    shard_files = shards + [s[:-len(".npy")] + ".csv" for s in shards]
+    shard_files = with_indexes(shards)
     indexes = shard_files[len(shards):]
+    # Pretraining sees the frames there are to learn from; with labelled folders, the training
+    # folder only (the test folder must not shape the model, even unlabelled).
+    train_shards = shards[:1] if images else shards
     threads = params["runtime"]["threads"]
 
-    pretrain_init = params["pretrain"]["init"]
+    pretrain_init = eff["pretrain"]["init"]
     result.append(Stage(
         name="pretrain",
         script="scripts/pretrain.py",
-        args=["--params", "params.yaml", "--frames", *shards,
+        args=["--params", "params.yaml", "--frames", *train_shards,
               "--out", "models/backbone.safetensors", "--loss", "metrics/pretrain_loss.csv"],
-        deps={"frames": shard_files, **({"init": pretrain_init} if pretrain_init else {})},
+        deps={"frames": with_indexes(train_shards), **({"init": pretrain_init} if pretrain_init else {})},
         outs={"backbone": "models/backbone.safetensors", "loss": "metrics/pretrain_loss.csv"},
         params=["model", "pretrain", "runtime.threads"],
         plots={"metrics/pretrain_loss.csv": {"x": "epoch", "y": "loss", "title": "SimCLR pretraining loss"}},
         threads=threads,
     ))
-    result.append(Stage(
-        name="embed",
-        script="scripts/embed.py",
-        args=["--params", "params.yaml", "--frames", *shards, "--backbone", "models/backbone.safetensors",
-              "--out", "data/embeddings/embeddings.npy", "--ids", "data/embeddings/ids.csv"],
-        deps={"frames": shard_files, "backbone": "models/backbone.safetensors"},
-        outs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
-        params=["model", "embed", "runtime.threads"],
-        threads=threads,
-    ))
-    result.append(Stage(
-        name="select",
-        script="scripts/select_frames.py",
-        args=["--params", "params.yaml", "--embeddings", "data/embeddings/embeddings.npy",
-              "--ids", "data/embeddings/ids.csv", "--index", *indexes,
-              "--selected", "data/selection/selected.csv", "--test", "data/selection/test.csv",
-              "--map", "metrics/embedding_map.png"],
-        deps={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv", "index": indexes},
-        outs={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
-              "map": "metrics/embedding_map.png"},
-        params=["select"],
-        plots={"metrics/embedding_map.png": {}},
-    ))
-    labels = "data/demo/truth.csv" if data["source"] == "demo" else data["labels"]
-    # A labels file that does not exist yet is not a dependency: the stage then runs, exports
-    # the frames to label and says what to do (a missing input would stop both front ends first).
-    labels_dep = {"labels": labels} if data["source"] == "demo" or (root / labels).exists() else {}
-    result.append(Stage(
-        name="annotate",
-        script="scripts/annotate.py",
-        args=["--params", "params.yaml", "--selected", "data/selection/selected.csv",
-              "--test", "data/selection/test.csv", "--frames", *shards, "--labels", labels,
-              "--train-out", "data/labels/train.csv", "--test-out", "data/labels/test.csv"],
-        deps={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
-              "frames": shard_files, **labels_dep},
-        outs={"train": "data/labels/train.csv", "test": "data/labels/test.csv"},
-        params=["data.source", "data.labels"],
-    ))
+    if not images:
+        result.extend(_selection_stages(params, root, shards, shard_files, indexes, threads))
     result.append(Stage(
         name="finetune",
         script="scripts/finetune.py",
@@ -297,6 +297,79 @@ def stages(params: dict, root: Path = ROOT) -> list[Stage]:
         params=["bundle"],
         extra_code=["maskinspect/openmv_tflm_ops.txt"],
     ))
+    if images:
+        result.append(Stage(
+            name="crossval",
+            script="scripts/crossval.py",
+            args=["--params", "params.yaml", "--backbone", "models/backbone.safetensors", "--frames", *train_shards,
+                  "--train", "data/labels/train.csv", "--metrics", "metrics/crossval.json"],
+            deps={"backbone": "models/backbone.safetensors", "frames": with_indexes(train_shards),
+                  "train": "data/labels/train.csv"},
+            outs={"metrics": "metrics/crossval.json"},
+            params=["model", "finetune", "crossval", "runtime.threads"],
+            metrics=["metrics/crossval.json"],
+            threads=threads,
+        ))
+        published = eff["compare"]["published_model"]
+        if published:
+            result.append(Stage(
+                name="compare_published",
+                script="scripts/compare_published.py",
+                args=["--params", "params.yaml", "--test-dir", data["test_dir"], "--ours", "dist/openmv/model.tflite",
+                      "--published", published, "--tflm-metrics", "metrics/tflm.json",
+                      "--metrics", "metrics/published_comparison.json", "--table", "metrics/published_comparison.md"],
+                deps={"test_dir": data["test_dir"], "ours": "dist/openmv/model.tflite", "published": published,
+                      "tflm_metrics": "metrics/tflm.json"},
+                outs={"metrics": "metrics/published_comparison.json", "table": "metrics/published_comparison.md"},
+                params=["compare"],
+                metrics=["metrics/published_comparison.json"],
+            ))
+    return result
+
+
+def _selection_stages(params: dict, root: Path, shards: list[str], shard_files: list[str], indexes: list[str],
+                      threads: int) -> list[Stage]:
+    """Videos: embeddings, coreset selection, labelling hand-off."""
+    data = params["data"]
+    result: list[Stage] = []
+    result.append(Stage(
+        name="embed",
+        script="scripts/embed.py",
+        args=["--params", "params.yaml", "--frames", *shards, "--backbone", "models/backbone.safetensors",
+              "--out", "data/embeddings/embeddings.npy", "--ids", "data/embeddings/ids.csv"],
+        deps={"frames": shard_files, "backbone": "models/backbone.safetensors"},
+        outs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
+        params=["model", "embed", "runtime.threads"],
+        threads=threads,
+    ))
+    result.append(Stage(
+        name="select",
+        script="scripts/select_frames.py",
+        args=["--params", "params.yaml", "--embeddings", "data/embeddings/embeddings.npy",
+              "--ids", "data/embeddings/ids.csv", "--index", *indexes,
+              "--selected", "data/selection/selected.csv", "--test", "data/selection/test.csv",
+              "--map", "metrics/embedding_map.png"],
+        deps={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv", "index": indexes},
+        outs={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
+              "map": "metrics/embedding_map.png"},
+        params=["select"],
+        plots={"metrics/embedding_map.png": {}},
+    ))
+    labels = "data/demo/truth.csv" if data["source"] == "demo" else data["labels"]
+    # A labels file that does not exist yet is not a dependency: the stage then runs, exports
+    # the frames to label and says what to do (a missing input would stop both front ends first).
+    labels_dep = {"labels": labels} if data["source"] == "demo" or (root / labels).exists() else {}
+    result.append(Stage(
+        name="annotate",
+        script="scripts/annotate.py",
+        args=["--params", "params.yaml", "--selected", "data/selection/selected.csv",
+              "--test", "data/selection/test.csv", "--frames", *shards, "--labels", labels,
+              "--train-out", "data/labels/train.csv", "--test-out", "data/labels/test.csv"],
+        deps={"selected": "data/selection/selected.csv", "test": "data/selection/test.csv",
+              "frames": shard_files, **labels_dep},
+        outs={"train": "data/labels/train.csv", "test": "data/labels/test.csv"},
+        params=["data.source", "data.labels"],
+    ))
     return result
 
 
@@ -306,7 +379,15 @@ def expand(stage: Stage, text: str, key: str) -> str:
 
 
 def frame_shards(params: dict, root: Path = ROOT) -> list[str]:
+    """The frame shards: one per video, or the training and test folders of labelled images."""
+    if params["data"]["source"] == "images":
+        return ["data/frames/images-train.npy", "data/frames/images-test.npy"]
     return [f"data/frames/{name}.npy" for name in video_items(params, root)]
+
+
+def with_indexes(shards: list[str]) -> list[str]:
+    """Shards followed by their index files (a shard is useless without its index)."""
+    return shards + [s[: -len(".npy")] + ".csv" for s in shards]
 
 
 def instances(all_stages: list[Stage]) -> list[tuple[str, Stage, str | None]]:
@@ -348,10 +429,8 @@ def dvc_document(params: dict, root: Path = ROOT) -> dict:
         outs: list = []
         for out in st.out_paths():
             path = _dvc_template(out)
-            if out in st.metrics or out in st.plots:
-                outs.append({path: {"cache": False}})
-            else:
-                outs.append(path)
+            # Everything under metrics/ is small and kept in git, so a diff shows what changed.
+            outs.append({path: {"cache": False}} if out.startswith("metrics/") else path)
         entry["outs"] = outs
         metrics.extend(st.metrics)
         plots.extend({path: dict(spec)} if spec else path for path, spec in st.plots.items())
@@ -376,7 +455,7 @@ def sync_dvc_yaml(root: Path = ROOT, params_path: str = "params.yaml") -> bool:
     """Rewrite dvc.yaml when it differs from the definition. Returns True when it changed."""
     from .atomic import write_text
 
-    params = params_mod.load(root / params_path)
+    params = params_mod.load_raw(root / params_path)
     text = dvc_yaml_text(params, root)
     target = root / "dvc.yaml"
     if target.exists() and target.read_text() == text:

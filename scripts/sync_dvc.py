@@ -21,7 +21,7 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="exit 1 when dvc.yaml is stale; write nothing")
     args = p.parse_args(argv)
     if args.check:
-        text = pipeline.dvc_yaml_text(params_mod.load(ROOT / "params.yaml"), ROOT)
+        text = pipeline.dvc_yaml_text(params_mod.load_raw(ROOT / "params.yaml"), ROOT)
         current = (ROOT / "dvc.yaml").read_text() if (ROOT / "dvc.yaml").exists() else ""
         if current != text:
             print("sync_dvc: dvc.yaml is stale; run python scripts/sync_dvc.py", file=sys.stderr)

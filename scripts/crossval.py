@@ -1,0 +1,81 @@
+"""Stage crossval: k-fold cross-validation of the fine-tuning recipe on the training frames.
+
+The figure to choose a recipe by (the test sample only confirms). Folds are stratified by
+class and grouped by video and time (frames of one video within crossval.group_frames of
+each other stay in one fold: they are near-duplicates).
+
+In:  --backbone weights, --frames shard(s) with their indexes, --train labels,
+     params.yaml (model.*, finetune.*, crossval.*, runtime.threads)
+Out: --metrics JSON: per fold and mean balanced accuracy, accuracy and per-class recall
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskinspect import CLASSES, cli, models, params as params_mod
+from maskinspect.atomic import write_json
+from maskinspect.errors import PipelineError
+from maskinspect.evaluation import labels_of, report
+from maskinspect.frames import load_shards
+from maskinspect.training import batched_forward, seed_everything
+
+
+@cli.stage("crossval")
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--backbone", required=True, type=Path)
+    p.add_argument("--frames", nargs="+", required=True, type=Path)
+    p.add_argument("--train", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path)
+    args = p.parse_args(argv)
+    params = params_mod.load(args.params)
+    cfg, model_cfg, ft = params["crossval"], params["model"], params["finetune"]
+    cli.pin_threads(params["runtime"]["threads"])
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from maskinspect.finetune import finetune
+
+    frames = load_shards(args.frames)
+    with args.train.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r["frame_id"] for r in rows]
+    y = np.array([CLASSES.index(r["label"]) for r in rows])
+    pos = frames.position()
+    groups = [f"{frames.videos[pos[i]]}/{frames.numbers[pos[i]] // cfg['group_frames']}" for i in ids]
+    if min(np.bincount(y, minlength=len(CLASSES))) < cfg["folds"]:
+        raise PipelineError(f"{args.train}: a class has fewer than crossval.folds ({cfg['folds']}) frames")
+    images = frames.take(ids, "training frame")
+    backbone = models.load_weights(args.backbone)
+    splitter = StratifiedGroupKFold(n_splits=cfg["folds"], shuffle=True, random_state=cfg["seed"])
+    folds = []
+    predicted = np.empty(len(ids), dtype=object)
+    for k, (train_idx, val_idx) in enumerate(splitter.split(images, y, groups)):
+        seed_everything(ft["seed"])
+        model = models.build_classifier(model_cfg)
+        models.load_into(model.features, backbone, str(args.backbone))
+        finetune(model, images[train_idx], y[train_idx], ft, model_cfg["input_size"])
+        pred = labels_of(batched_forward(model, images[val_idx], model_cfg["input_size"], 256))
+        predicted[val_idx] = pred
+        r = report([CLASSES[t] for t in y[val_idx]], pred)
+        folds.append({k2: r[k2] for k2 in ("count", "accuracy", "balanced_accuracy", "recall")})
+        print(f"crossval: fold {k + 1}/{cfg['folds']}: balanced accuracy {r['balanced_accuracy']}, "
+              f"recall {r['recall']}", file=sys.stderr)
+    pooled = report([CLASSES[t] for t in y], list(predicted))
+    bal = [f["balanced_accuracy"] for f in folds]
+    write_json(args.metrics, {
+        "folds": cfg["folds"],
+        "balanced_accuracy_mean": round(float(np.mean(bal)), 4),
+        "balanced_accuracy_std": round(float(np.std(bal)), 4),
+        "pooled": {k2: pooled[k2] for k2 in ("accuracy", "balanced_accuracy", "recall", "confusion")},
+        "per_fold": folds,
+    })
+    print(f"crossval: balanced accuracy {np.mean(bal):.4f} +- {np.std(bal):.4f} over {cfg['folds']} folds; pooled "
+          f"recall {pooled['recall']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
