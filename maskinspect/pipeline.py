@@ -188,18 +188,18 @@ def _stages(params: dict, root: Path) -> list[Stage]:
             foreach=videos,
         ))
     if images:
-        folders = {"train": {"path": data["images_dir"]}, "test": {"path": data["test_dir"]}}
-        result.append(Stage(
-            name="pack_images",
-            script="scripts/pack_images.py",
-            args=["--params", "params.yaml", "{item.path}", "--frames", "data/frames/images-{item}.npy",
-                  "--index", "data/frames/images-{item}.csv", "--labels", "data/labels/{item}.csv"],
-            deps={"folder": "{item.path}"},
-            outs={"frames": "data/frames/images-{item}.npy", "index": "data/frames/images-{item}.csv",
-                  "labels": "data/labels/{item}.csv"},
-            params=["frames"],
-            foreach=folders,
-        ))
+        common = dict(script="scripts/pack_images.py", params=["frames"])
+        for part, folder, extra in (("train", data["images_dir"], ["--exclude", data["test_dir"]]),
+                                    ("test", data["test_dir"], [])):
+            result.append(Stage(
+                name=f"pack_{part}_images",
+                args=["--params", "params.yaml", folder, *extra, "--frames", f"data/frames/images-{part}.npy",
+                      "--index", f"data/frames/images-{part}.csv", "--labels", f"data/labels/{part}.csv"],
+                deps={"folder": folder, **({"exclude": data["test_dir"]} if extra else {})},
+                outs={"frames": f"data/frames/images-{part}.npy", "index": f"data/frames/images-{part}.csv",
+                      "labels": f"data/labels/{part}.csv"},
+                **common,
+            ))
     shards = frame_shards(params, root)
     shard_files = with_indexes(shards)
     indexes = shard_files[len(shards):]
