@@ -2,7 +2,8 @@
 test folder, as each would run on the camera.
 
 Each test image is scaled to the model's input (antialiased, as the sensor delivers a
-frame at the model's size) and fed as the firmware feeds it: raw uint8 pixels to the
+frame at the model's size; Pillow's bicubic reproduces the published figures exactly) and
+fed as the firmware feeds it: raw uint8 pixels to the
 published model, pixel - 128 to our int8 model. Ours runs in TFLite Micro (the camera's
 interpreter); the published model in LiteRT, because current TFLite Micro refuses it
 (a uint8 model with float parts, "hybrid"), which is recorded.
