@@ -1,6 +1,7 @@
 # Snakemake front end of the pipeline. The graph itself is defined once, in
 # maskinspect/pipeline.py; dvc.yaml is generated from the same definition, so
 # `snakemake --cores all` and `dvc repro` run the very same commands.
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,6 +21,12 @@ except PipelineError as exc:
 
 # Every command and path is relative to the repository root, wherever snakemake is started.
 workdir: ROOT
+
+# The image every rule runs in with `snakemake --sdm apptainer` (ignored otherwise), built
+# from the Dockerfile by scripts/build_image.sh. MASKINSPECT_IMAGE names another, e.g. the
+# local build exported with `buildah push localhost/maskinspect oci-archive:/srv/maskinspect.tar`
+# as oci-archive:///srv/maskinspect.tar.
+IMAGE = os.environ.get("MASKINSPECT_IMAGE", "docker://ghcr.io/maskinspect/maskinspect:latest")
 
 # Each stage's command and params as a file it depends on (see pipeline.settings_file).
 pipeline.write_settings(ROOT, STAGES, PARAMS)
@@ -72,6 +79,7 @@ def _rule_for(st):
             item_path=item_path,
         wildcard_constraints:
             item=constraint,
+        container: IMAGE
         threads: st.threads
         resources:
             **st.resources,

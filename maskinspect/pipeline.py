@@ -30,6 +30,24 @@ PLUMBING = {"maskinspect/params.py", "maskinspect/params.schema.yaml", "maskinsp
             "maskinspect/errors.py", "maskinspect/pipeline.py"}
 ITEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
+# What a stage asks a cluster for (Snakemake resources; the SLURM profile may override them).
+# mem_mb in MB, runtime in minutes. Training stages ask for a GPU; MASKINSPECT_GPUS=0 asks
+# for none, for clusters (or test clusters) without GPUs. Resources never change a result.
+DEFAULT_RESOURCES = {"mem_mb": 2000, "runtime": 20}
+
+
+def gpus() -> int:
+    import os
+
+    value = os.environ.get("MASKINSPECT_GPUS", "1")
+    if not value.isdigit():
+        raise PipelineError(f"MASKINSPECT_GPUS={value!r}: expected a number of GPUs (0 for none)")
+    return int(value)
+
+
+def training_resources(mem_mb: int, runtime: int) -> dict:
+    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus()}
+
 
 @dataclass
 class Stage:
@@ -49,7 +67,7 @@ class Stage:
     extra_code: list[str] = field(default_factory=list)  # non-Python files the stage reads
     foreach: dict[str, dict[str, str]] | None = None
     threads: int = 1
-    resources: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
     @property
     def cmd(self) -> str:
@@ -219,6 +237,7 @@ def _stages(params: dict, root: Path) -> list[Stage]:
         params=["model", "pretrain", "runtime.threads"],
         plots={"metrics/pretrain_loss.csv": {"x": "epoch", "y": "loss", "title": "SimCLR pretraining loss"}},
         threads=threads,
+        resources=training_resources(mem_mb=8000, runtime=240),
     ))
     if not images:
         result.extend(_selection_stages(params, root, shards, shard_files, indexes, threads))
@@ -242,6 +261,7 @@ def _stages(params: dict, root: Path) -> list[Stage]:
                                                     "title": "float model on the test sample"},
                "metrics/finetune_confusion.png": {}},
         threads=threads,
+        resources=training_resources(mem_mb=4000, runtime=60),
     ))
     result.append(Stage(
         name="export",
@@ -273,6 +293,7 @@ def _stages(params: dict, root: Path) -> list[Stage]:
                "metrics/int8_confusion.png": {}},
         extra_code=["maskinspect/openmv_tflm_ops.txt"],
         threads=threads,
+        resources={"mem_mb": 6000, "runtime": 30},
     ))
     result.append(Stage(
         name="tflm_check",
@@ -309,6 +330,7 @@ def _stages(params: dict, root: Path) -> list[Stage]:
             params=["model", "finetune", "crossval", "runtime.threads"],
             metrics=["metrics/crossval.json"],
             threads=threads,
+            resources=training_resources(mem_mb=4000, runtime=120),
         ))
         published = eff["compare"]["published_model"]
         if published:
