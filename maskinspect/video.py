@@ -58,7 +58,8 @@ def encode_h264(path: str | Path, frames: Iterable[np.ndarray], size: tuple[int,
             stderr = process.stderr.read().decode(errors="replace")
             code = process.wait()
         if code != 0:
-            raise PipelineError(f"{path}: ffmpeg could not encode ({stderr.strip().splitlines()[-1:]})")
+            last = (stderr.strip().splitlines() or ["no message"])[-1]
+            raise PipelineError(f"{path}: ffmpeg could not encode ({last})")
     return count
 
 

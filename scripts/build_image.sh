@@ -76,7 +76,7 @@ for dir in $PIP_LOCAL_DIRS; do
 done
 say "building $IMAGE from $BASE_IMAGE (TORCH=$TORCH)"
 start=$(date +%s)
-buildah bud --isolation chroot --network host --layers "${volumes[@]}" \
+buildah bud --isolation chroot --network host --layers --format docker "${volumes[@]}" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TORCH=$TORCH" \
     -f "$root/Dockerfile" -t "$IMAGE" "$root" >&2
 built=$(( $(date +%s) - start ))

@@ -1,0 +1,87 @@
+"""Labelled image folders as the data source: packing, and the whole tiny pipeline on them."""
+import csv
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ENDPOINTAI, copy_repo, init_git, run_script, tiny_params, venv_env, write_params
+
+
+@pytest.fixture(scope="module")
+def folders(demo_data, tmp_path_factory):
+    """train/ and test/ in the published layout, made from the tiny demo's frames (at 96 px)."""
+    root = tmp_path_factory.mktemp("folders")
+    truth = list(csv.DictReader((demo_data / "truth.csv").open()))
+    images = np.concatenate([np.load(p) for p in sorted((demo_data / "frames").glob("*.npy"))])
+    for i, row in enumerate(truth):
+        part = "train" if i % 3 else "test"
+        folder = root / part / row["label"]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).resize((96, 96), Image.BICUBIC).save(folder / f"{row['frame_id']}.jpg", quality=95)
+    return root
+
+
+def test_pack_images_writes_a_shard_and_leaves_test_images_out_of_training(folders, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params())
+    # The same image in both folders, under another name: it must not train.
+    dup = next((folders / "test" / "no_mask").glob("*.jpg"))
+    shutil.copy(dup, folders / "train" / "no_mask" / "copy-000001.jpg")
+    try:
+        result = run_script("pack_images.py", folders / "train", "--exclude", folders / "test",
+                            "--frames", "t.npy", "--index", "t.csv", "--labels", "l.csv", cwd=tmp_path)
+    finally:
+        (folders / "train" / "no_mask" / "copy-000001.jpg").unlink()
+    assert "copy-000001.jpg is also in" in result.stderr
+    frames = np.load(tmp_path / "t.npy")
+    index = list(csv.DictReader((tmp_path / "t.csv").open()))
+    labels = list(csv.DictReader((tmp_path / "l.csv").open()))
+    n_train = sum(1 for _ in (folders / "train").rglob("*.jpg"))
+    assert frames.shape == (n_train, 64, 64, 3) and len(index) == len(labels) == n_train
+    assert index[0]["video"] == "demo-00" and int(index[0]["frame"]) >= 0  # published-style names parsed
+    assert {r["label"] for r in labels} <= {"bad", "good", "no_mask"}
+    assert all(r["frame_id"] == i["frame_id"] for r, i in zip(labels, index))
+
+
+def test_pack_images_names_an_unknown_class_folder(folders, tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params())
+    odd = tmp_path / "odd"
+    shutil.copytree(folders / "test", odd)
+    (odd / "good").rename(odd / "fine")
+    result = run_script("pack_images.py", odd, "--frames", "t.npy", "--index", "t.csv", "--labels", "l.csv",
+                        cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "unknown class folder 'fine'" in result.stderr
+    assert not (tmp_path / "t.npy").exists()
+
+
+def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, tmp_path):
+    work = copy_repo(tmp_path / "repo")
+    params = tiny_params()
+    params["data"].update(source="images", images_dir=str(folders / "train"), test_dir=str(folders / "test"))
+    published = ENDPOINTAI / "reference" / "lightly_resnet9.tflite"
+    params["images_recipe"] = {
+        "pretrain": {"init": None, "epochs": 1},
+        "finetune": {"mode": "full", "epochs": 3, "batch_size": 16},
+        "crossval": {"folds": 2},
+        "compare": {"published_model": str(published) if published.exists() else None},
+    }
+    write_params(work / "params.yaml", params)
+    init_git(work)
+    result = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
+    assert result.returncode == 0, result.stderr[-4000:]
+    for packed in ("data/frames/images-train.npy", "data/frames/images-test.csv", "data/labels/train.csv"):
+        assert (work / packed).is_file(), packed
+    assert not (work / "data/embeddings").exists()  # no selection stages with labelled folders
+    cv = json.loads((work / "metrics/crossval.json").read_text())
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and 0 <= cv["balanced_accuracy_mean"] <= 1
+    assert (work / "dist/openmv/model.tflite").is_file()
+    if published.exists():
+        comparison = json.loads((work / "metrics/published_comparison.json").read_text())
+        assert set(comparison["models"]) == {"published", "ours"}
+        assert comparison["models"]["published"]["model_bytes"] == 91_360
+        assert "refuse" in str(comparison["models"]["published"]["arena_bytes"])
+        assert isinstance(comparison["models"]["ours"]["arena_bytes"], int)
+        assert "| published |" in (work / "metrics/published_comparison.md").read_text()
