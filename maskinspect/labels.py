@@ -109,3 +109,10 @@ class FrameRanges:
         if int(number) > limit:
             return f"frame {fid} does not exist (video {video} has frames 0 to {limit})"
         return None
+
+
+def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
+    """Frame ids and labels of a labels file a stage wrote (frame_id,label), in file order."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["frame_id"] for r in rows], [r.get("label", "") for r in rows]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,6 @@ DEFAULT_RESOURCES = {"mem_mb": 2000, "runtime": 20}
 
 
 def gpus() -> int:
-    import os
-
     value = os.environ.get("MASKINSPECT_GPUS", "1")
     if not value.isdigit():
         raise PipelineError(f"MASKINSPECT_GPUS={value!r}: expected a number of GPUs (0 for none)")

@@ -207,14 +207,14 @@ def firmware_input(images: np.ndarray, input_size: int) -> np.ndarray:
 
 
 @dataclass
-class Int8Run:
-    raw: np.ndarray      # int8 outputs
-    scores: np.ndarray   # dequantised
+class LiteRTRun:
+    raw: np.ndarray      # outputs as the model gives them (int8, uint8 or float)
+    scores: np.ndarray   # dequantised floats
 
 
-def run_litert(path: str | Path, inputs: np.ndarray) -> Int8Run:
-    """The int8 model in LiteRT, frame by frame, with its reference builtin kernels (no XNNPACK
-    delegate: it is not what runs on the camera)."""
+def run_litert(path: str | Path, inputs: np.ndarray) -> LiteRTRun:
+    """A TFLite model in LiteRT, frame by frame, with its builtin kernels (no XNNPACK delegate:
+    it is not what runs on the camera)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     it = Interpreter(model_path=str(path), num_threads=1,
@@ -228,4 +228,5 @@ def run_litert(path: str | Path, inputs: np.ndarray) -> Int8Run:
         raw.append(it.get_tensor(out["index"])[0].copy())
     raw_arr = np.stack(raw)
     scale, zero = out["quantization"]
-    return Int8Run(raw=raw_arr, scores=(raw_arr.astype(np.float32) - zero) * scale)
+    scores = (raw_arr.astype(np.float32) - zero) * scale if scale else raw_arr.astype(np.float32)
+    return LiteRTRun(raw=raw_arr, scores=scores)

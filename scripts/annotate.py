@@ -10,7 +10,6 @@ labels file or add its rows to it), and fails with one line saying how many and 
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -21,12 +20,7 @@ from maskinspect import CLASSES, cli, params as params_mod
 from maskinspect.atomic import atomic_path, write_csv
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
-from maskinspect.labels import FrameRanges, check, read_labels
-
-
-def _read_ids(path: Path) -> list[str]:
-    with path.open(newline="") as f:
-        return [row["frame_id"] for row in csv.DictReader(f)]
+from maskinspect.labels import FrameRanges, check, read_labelled, read_labels
 
 
 def export_to_label(folder: Path, table: Path, ids: list[str], images: np.ndarray) -> None:
@@ -55,7 +49,7 @@ def main(argv=None):
     ranges = FrameRanges([{"frame_id": i, "video": v, "frame": n}
                           for i, v, n in zip(frames.ids, frames.videos, frames.numbers)])
     labels = check(read_labels(args.labels), ranges)
-    selected, test = _read_ids(args.selected), _read_ids(args.test)
+    selected, test = read_labelled(args.selected)[0], read_labelled(args.test)[0]
 
     in_selected = set(selected)
     wanted = selected + [t for t in test if t not in in_selected]

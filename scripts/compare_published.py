@@ -24,24 +24,8 @@ from maskinspect import CLASSES, cli, params as params_mod, tflite_graph, tflm
 from maskinspect.atomic import write_json, write_text
 from maskinspect.evaluation import labels_of, report
 from maskinspect.images import load_image, read_labelled_folder
+from maskinspect.quantize import run_litert
 from maskinspect.tflm import c_stderr_silenced
-
-
-def run_litert(path: Path, inputs: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_path=str(path), num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    scores = []
-    for x in inputs:
-        it.set_tensor(inp["index"], x[None])
-        it.invoke()
-        raw = it.get_tensor(out["index"])[0].astype(np.float32)
-        scale, zero = out["quantization"]
-        scores.append((raw - zero) * scale if scale else raw)
-    return np.stack(scores)
 
 
 @cli.stage("compare_published")
@@ -71,7 +55,7 @@ def main(argv=None):
             out = graph.output()
             scores, runtime, arena_note = (raw - out.zero_point[0]) * out.scale[0], "TFLite Micro", arena
         else:
-            scores, runtime = run_litert(path, images), "LiteRT"
+            scores, runtime = run_litert(path, images).scores, "LiteRT"
             try:
                 with c_stderr_silenced():
                     arena_note = tflm.smallest_arena(model)

@@ -10,7 +10,6 @@ Out: --metrics JSON: per fold and mean balanced accuracy, accuracy and per-class
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from maskinspect.atomic import write_json
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
+from maskinspect.labels import read_labelled
 from maskinspect.training import batched_forward, seed_everything
 
 
@@ -40,10 +40,8 @@ def main(argv=None):
     from maskinspect.finetune import finetune
 
     frames = load_shards(args.frames)
-    with args.train.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    ids = [r["frame_id"] for r in rows]
-    y = np.array([CLASSES.index(r["label"]) for r in rows])
+    ids, train_labels = read_labelled(args.train)
+    y = np.array([CLASSES.index(label) for label in train_labels])
     pos = frames.position()
     groups = [f"{frames.videos[pos[i]]}/{frames.numbers[pos[i]] // cfg['group_frames']}" for i in ids]
     if min(np.bincount(y, minlength=len(CLASSES))) < cfg["folds"]:

@@ -7,7 +7,6 @@ Fails when the difference exceeds export.tolerance.
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from maskinspect.atomic import atomic_path, write_json
 from maskinspect.errors import PipelineError
 from maskinspect.export import export_onnx, onnx_parity
 from maskinspect.frames import load_shards
+from maskinspect.labels import read_labelled
 
 
 @cli.stage("export")
@@ -33,8 +33,7 @@ def main(argv=None):
 
     model = models.build_classifier(model_cfg)
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
-    with args.test.open(newline="") as f:
-        ids = [row["frame_id"] for row in csv.DictReader(f)][: cfg["parity_frames"]]
+    ids = read_labelled(args.test)[0][: cfg["parity_frames"]]
     if not ids:
         raise PipelineError(f"{args.test}: no test frames to check the ONNX model on")
     images = load_shards(args.frames).take(ids, "test frame")

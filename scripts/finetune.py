@@ -8,7 +8,6 @@ Out: --out classifier weights (.safetensors); on the test sample: --metrics JSON
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -19,14 +18,9 @@ from maskinspect.atomic import write_csv, write_json
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
+from maskinspect.labels import read_labelled
 from maskinspect.plots import confusion_matrix
 from maskinspect.training import batched_forward, seed_everything
-
-
-def read_labelled(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["frame_id"] for r in rows], [r["label"] for r in rows]
 
 
 @cli.stage("finetune")

@@ -11,7 +11,6 @@ the input scale is not 1/255 / zero point not -128. No network access (enforced)
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -22,15 +21,10 @@ from maskinspect.atomic import atomic_path, write_csv, write_json
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
+from maskinspect.labels import read_labelled
 from maskinspect.plots import confusion_matrix
 from maskinspect.quantize import check_gates, convert, firmware_input, pin_input_range, run_litert
 from maskinspect.training import batched_forward, to_input
-
-
-def read_labelled(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["frame_id"] for r in rows], [r["label"] for r in rows]
 
 
 @cli.stage("quantize")

@@ -7,7 +7,6 @@ Out: --selected CSV (frame_id, rank: coreset order), --test CSV (frame_id),
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from maskinspect import cli, params as params_mod
 from maskinspect.atomic import write_csv
 from maskinspect.errors import PipelineError
 from maskinspect.frames import read_index
+from maskinspect.labels import read_labelled
 from maskinspect.plots import embedding_map
 from maskinspect.selection import pca_2d, split, time_blocks
 
@@ -34,8 +34,7 @@ def main(argv=None):
     cfg = params_mod.load(args.params)["select"]
 
     emb = np.load(args.embeddings, allow_pickle=False)
-    with args.ids.open(newline="") as f:
-        ids = [row["frame_id"] for row in csv.DictReader(f)]
+    ids = read_labelled(args.ids)[0]
     rows = {r["frame_id"]: r for path in args.index for r in read_index(path)}
     missing = [i for i in ids if i not in rows]
     if missing:

@@ -10,7 +10,6 @@ Fails when the model, the arena or the work exceed tflm.max_model_bytes / max_ar
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from maskinspect import cli, params as params_mod, tflite_graph, tflm
 from maskinspect.atomic import write_json
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
+from maskinspect.labels import read_labelled
 from maskinspect.quantize import firmware_input, run_litert
 
 
@@ -38,8 +38,7 @@ def main(argv=None):
     model = tflm.read_model(args.model)
     graph = tflite_graph.read(args.model)
     arena = tflm.smallest_arena(model)
-    with args.test.open(newline="") as f:
-        ids = [row["frame_id"] for row in csv.DictReader(f)]
+    ids = read_labelled(args.test)[0]
     if not ids:
         raise PipelineError(f"{args.test}: no test frames to run")
     inputs = firmware_input(load_shards(args.frames).take(ids, "test frame"), size)
