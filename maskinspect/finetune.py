@@ -3,7 +3,8 @@
 Default (the published recipe): the pretrained backbone frozen, a linear head trained
 with class-weighted cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, head
 learning rate 1.0, 100 epochs, batch 200, augmentation by colour jitter 0.25, random
-resized crop (scale 0.9-1) and horizontal and vertical flips. `finetune.mode: full`
+resized crop (scale 0.9-1) and horizontal and vertical flips; `augment.hue` and
+`augment.rotation` are further knobs (hue jitter apart from colour jitter, random rotation). `finetune.mode: full`
 trains the backbone too, with its own learning rates (finetune.full.*).
 """
 from __future__ import annotations
@@ -25,14 +26,18 @@ from .training import device, progress, seed_everything
 def augmentation(aug: dict, input_size: int):
     from torchvision import transforms as T
 
-    steps = [T.RandomResizedCrop(input_size, scale=(aug["min_scale"], 1.0), antialias=True)]
+    steps = []
+    if aug["rotation"]:
+        steps.append(T.RandomRotation(aug["rotation"], interpolation=T.InterpolationMode.BILINEAR))
+    steps.append(T.RandomResizedCrop(input_size, scale=(aug["min_scale"], 1.0), antialias=True))
     if aug["hflip"]:
         steps.append(T.RandomHorizontalFlip())
     if aug["vflip"]:
         steps.append(T.RandomVerticalFlip())
     cj = aug["color_jitter"]
-    if cj > 0:
-        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=min(0.5, cj)))  # as published
+    hue = min(0.5, cj) if aug["hue"] is None else aug["hue"]  # null: as published, hue = colour jitter
+    if cj > 0 or hue > 0:
+        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=hue))
     steps.append(T.ToTensor())
     return T.Compose(steps)
 
