@@ -129,6 +129,10 @@ def convert(onnx_path: str | Path, calibration: np.ndarray, threads: int) -> byt
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="onnx2tf-") as work, no_network():
         work = Path(work)
+        # onnx2tf overwrites the model it is given with its simplified version: give it a copy,
+        # so that the stage's input keeps the bytes the export stage wrote (and dvc.lock records).
+        model = work / onnx_path.name
+        shutil.copyfile(onnx_path, model)
         np.save(work / "calibration.npy", calibration.astype(np.float32))
         saved = (o2t_main.download_test_image_data, o2t_common.download_test_image_data)
         o2t_main.download_test_image_data = local_sample_images
@@ -137,7 +141,7 @@ def convert(onnx_path: str | Path, calibration: np.ndarray, threads: int) -> byt
         try:
             with _output_to(work / "onnx2tf.log"):
                 onnx2tf.convert(
-                    input_onnx_file_path=str(onnx_path),
+                    input_onnx_file_path=str(model),
                     output_folder_path=str(work / "out"),
                     output_integer_quantized_tflite=True,
                     quant_type="per-channel",

@@ -139,12 +139,18 @@ def test_quantize_runs_with_networking_blocked(tiny_build, tmp_path):
                            capture_output=True, text=True)
     assert probe.returncode != 0  # no network in the namespace
     b = tiny_build
-    run_script("quantize.py", "--onnx", b / "models/classifier.onnx", "--classifier", b / "models/classifier.safetensors",
+    run_script("export_onnx.py", "--classifier", b / "models/classifier.safetensors", "--frames", *shards(b),
+               "--test", b / "data/labels/test.csv", "--out", "c.onnx", "--metrics", "e.json", cwd=tmp_path)
+    exported = (tmp_path / "c.onnx").read_bytes()
+    run_script("quantize.py", "--onnx", tmp_path / "c.onnx", "--classifier", b / "models/classifier.safetensors",
                "--frames", *shards(b), "--train", b / "data/labels/train.csv", "--test", b / "data/labels/test.csv",
                "--out", "q.tflite", "--metrics", "q.json", "--predictions", "q.csv", "--confusion", "q.png",
                cwd=tmp_path, prefix=("unshare", "-rn"))
     # Same bytes as the build's own run: deterministic, and no sample images fetched.
     assert (tmp_path / "q.tflite").read_bytes() == (b / "models/classifier_int8.tflite").read_bytes()
+    # The stage reads its input and writes only its outputs: onnx2tf's in-place rewrite of the
+    # model it converts must not reach the export stage's file.
+    assert (tmp_path / "c.onnx").read_bytes() == exported
 
 
 # ---- TFLite Micro --------------------------------------------------------------------------
