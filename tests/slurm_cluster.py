@@ -61,6 +61,12 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
+# Snakemake's slurm-jobstep executor drops every SLURM_* variable, SLURM_CONF included, before
+# the nested `srun` of each job, which then reads the default path, as on a real cluster's
+# nodes: the test cluster's configuration is linked there while it runs.
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+
+
 @contextlib.contextmanager
 def slurm_cluster(work: Path):
     """Yield the environment (SLURM_CONF) under which sbatch & co. talk to the new cluster."""
@@ -78,6 +84,10 @@ def slurm_cluster(work: Path):
     env = {**os.environ, "SLURM_CONF": str(conf)}
     procs: list[subprocess.Popen] = []
     logs = []
+    if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
+        raise RuntimeError(f"{DEFAULT_CONF} exists: this machine has its own SLURM configuration")
+    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    DEFAULT_CONF.symlink_to(conf)
     try:
         def start(*cmd, name):
             log = (work / f"{name}.stdout").open("w")
@@ -108,6 +118,7 @@ def slurm_cluster(work: Path):
                 p.kill()
         for log in logs:
             log.close()
+        DEFAULT_CONF.unlink(missing_ok=True)
 
 
 def _wait(ready, what: str, work: Path, timeout: float = 30) -> None:
