@@ -38,6 +38,15 @@ def openmv_ops() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+def calibration_sample(count: int, n: int) -> list[int]:
+    """Positions of n calibration frames among count training frames: spread evenly, in order,
+    so that a small sample still spans every class of a labels file grouped by class;
+    all of them when n >= count."""
+    if count <= 0 or n <= 0:
+        return []
+    return sorted(set(np.linspace(0, count - 1, min(n, count)).round().astype(int).tolist()))
+
+
 def pin_input_range(calibration: np.ndarray) -> list[str]:
     """Make a calibration sample (float, [0, 1]) reach exactly 0 and 1, in place.
 

@@ -1,8 +1,8 @@
 """Stage quantize: full-integer int8 TFLite through onnx2tf, hermetic and gated.
 
 In:  --onnx model, --classifier float weights (for the float figures), frame shards
-     (--frames), --train labels (calibration: a fixed, ordered sample of training frames
-     that reaches pixel values 0 and 255), --test labels, params.yaml (model.*, quantize.*)
+     (--frames), --train labels (calibration: a fixed sample spread evenly over the training
+     frames in label order, that reaches pixel values 0 and 255), --test labels, params.yaml (model.*, quantize.*)
 Out: --out int8 .tflite (int8 input and output, per-channel weights); on the test sample
      --metrics JSON (float vs int8 accuracy, balanced accuracy, per-class recall, the
      drop), --predictions CSV (a DVC confusion plot), --confusion PNG
@@ -23,7 +23,7 @@ from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
 from maskinspect.labels import read_labelled
 from maskinspect.plots import confusion_matrix
-from maskinspect.quantize import check_gates, convert, firmware_input, pin_input_range, run_litert
+from maskinspect.quantize import calibration_sample, check_gates, convert, firmware_input, pin_input_range, run_litert
 from maskinspect.training import batched_forward, to_input
 
 
@@ -54,8 +54,8 @@ def main(argv=None):
     order = [position[i] for i in train_ids if i in position]
     if not order:
         raise PipelineError(f"{args.train}: no training frames to calibrate the int8 model with")
-    # A fixed, ordered sample: the first training frames, in label order.
-    calibration = to_input(frames.images[order[: cfg["calibration_frames"]]], size).permute(0, 2, 3, 1).numpy()
+    pick = calibration_sample(len(order), cfg["calibration_frames"])
+    calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
     pinned = pin_input_range(calibration)
 
     model_bytes = convert(args.onnx, calibration, params["runtime"]["threads"])

@@ -15,7 +15,7 @@ from maskinspect import CLASSES, tflite_graph, tflm
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
 from maskinspect.openmv_emulator import Emulator, rgb565
-from maskinspect.quantize import firmware_input, gate_problems, no_network, pin_input_range
+from maskinspect.quantize import calibration_sample, firmware_input, gate_problems, no_network, pin_input_range
 
 
 def shards(build):
@@ -121,6 +121,16 @@ def test_calibration_range_is_pinned_to_the_full_pixel_range():
     notes = pin_input_range(x)
     assert x.min() == 0.0 and x.max() == 1.0 and len(notes) == 2
     assert (x == 0.5).sum() == x.size - 2  # nothing else moved
+
+
+def test_calibration_sample_spans_a_labels_file_grouped_by_class():
+    labels = ["bad"] * 37 + ["good"] * 75 + ["no_mask"] * 87  # the published train/ split
+    pick = calibration_sample(len(labels), 20)
+    assert len(pick) == 20 and pick[0] == 0 and pick[-1] == len(labels) - 1 and pick == sorted(pick)
+    assert [labels[i] for i in pick].count("bad") == 4  # the first 20 would be bad only
+    assert {labels[i] for i in pick} == {"bad", "good", "no_mask"}
+    assert calibration_sample(199, 200) == list(range(199)) == calibration_sample(199, 199)
+    assert calibration_sample(5, 1) == [0] and calibration_sample(0, 10) == []
 
 
 def test_network_guard_refuses_connections():

@@ -65,7 +65,7 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
     params["images_recipe"] = {
         "pretrain": {"init": None, "epochs": 1},
         "finetune": {"mode": "full", "epochs": 3, "batch_size": 16},
-        "crossval": {"folds": 2},
+        "crossval": {"folds": 2, "repeats": 2},
         "compare": {"published_model": str(published) if published.exists() else None},
     }
     write_params(work / "params.yaml", params)
@@ -76,7 +76,13 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
         assert (work / packed).is_file(), packed
     assert not (work / "data/embeddings").exists()  # no selection stages with labelled folders
     cv = json.loads((work / "metrics/crossval.json").read_text())
-    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and 0 <= cv["balanced_accuracy_mean"] <= 1
+    assert cv["folds"] == 2 and cv["repeats"] == 2 and 0 <= cv["balanced_accuracy_mean"] <= 1
+    assert [(f["repeat"], f["fold"]) for f in cv["per_fold"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # each repeat validates every training frame once
+    train_count = len((work / "data/labels/train.csv").read_text().splitlines()) - 1
+    assert sum(f["count"] for f in cv["per_fold"]) == 2 * train_count
+    assert sum(map(sum, cv["pooled"]["confusion"]["matrix"])) == 2 * train_count
+
     assert (work / "dist/openmv/model.tflite").is_file()
     if published.exists():
         comparison = json.loads((work / "metrics/published_comparison.json").read_text())

@@ -1,0 +1,112 @@
+"""The real-data recipe search, reproduced: every run of the README's "What was tried" table
+as a DVC experiment in a clean clone of HEAD switched to the published project's frames.
+
+    scripts/venv.sh python benchmarks/real_data_experiments.py [--only NAME ...] [--keep DIR]
+
+Needs ../shared/data/endpointai beside the repository (or --shared). Each run is
+`dvc exp run -n NAME -S ...` on the three data keys (about 20 minutes each on 2 cores, most
+of it the 5-fold cross-validation); `dvc exp show` in the kept clone lists them all.
+Prints the table (markdown): 5-fold CV on train/ (the figure the recipe is chosen by), then
+the int8 model on dev/ through the camera's preprocessing (the confirmation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> `dvc exp run -S` overrides, relative to the images_recipe default of params.yaml.
+# The recipe itself is "recipe" (no override).
+_PUBLISHED_AUGMENT = ["images_recipe.finetune.augment.color_jitter=0.25",
+                      "images_recipe.finetune.augment.min_scale=0.9"]
+EXPERIMENTS: dict[str, list[str]] = {
+    "recipe": [],
+    "published-recipe": ["images_recipe.finetune.mode=frozen", "images_recipe.finetune.batch_size=200",
+                         "images_recipe.finetune.schedule=constant", *_PUBLISHED_AUGMENT],
+    "full-64": [*_PUBLISHED_AUGMENT],
+    "full-128-stride2": [*_PUBLISHED_AUGMENT, "images_recipe.frames.size=128",
+                         "images_recipe.model.input_size=128", "images_recipe.model.stem_stride=2"],
+    "rot-hue": ["images_recipe.finetune.augment.rotation=15", "images_recipe.finetune.augment.hue=0.05"],
+    "ssl-continued": ["images_recipe.pretrain.epochs=60"],
+    "no-class-weight": ["finetune.class_weighted=false"],
+    "calibration-20": ["images_recipe.quantize.calibration_frames=20"],
+}
+
+
+def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+    out = open(log, "w") if log else subprocess.PIPE
+    result = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        tail = log.read_text()[-3000:] if log else result.stdout[-3000:]
+        sys.exit(f"real_data_experiments: {' '.join(cmd)} failed in {cwd}:\n{tail}")
+
+
+def switch_to_images(clone: Path, shared: Path) -> None:
+    """Set the three data keys (in place, keeping the file's comments), regenerate dvc.yaml, commit."""
+    path = clone / "params.yaml"
+    text = path.read_text()
+    for key, value in (("source", "images"), ("images_dir", f"{shared}/train"), ("test_dir", f"{shared}/dev")):
+        text, n = re.subn(rf"^(  {key}:) *\S+", rf"\1 {value}", text, count=1, flags=re.M)
+        if n != 1:
+            sys.exit(f"real_data_experiments: {path}: no data.{key} line to set")
+    path.write_text(text)
+    run([sys.executable, "scripts/sync_dvc.py"], clone)
+    run(["git", "commit", "-qam", "real camera data (the three data keys)"], clone)
+
+
+def row(clone: Path, name: str, seconds: float) -> dict:
+    metrics = clone / "metrics"
+    cv = json.loads((metrics / "crossval.json").read_text())
+    ours = json.loads((metrics / "published_comparison.json").read_text())["models"]["ours"]
+    drop = json.loads((metrics / "quantize.json").read_text())["drop"]["balanced_accuracy"]
+    return {"run": name, "overrides": EXPERIMENTS[name],
+            "cv": f"{cv['balanced_accuracy_mean']:.3f} ± {cv['balanced_accuracy_std']:.3f}",
+            "cv_bad": cv["pooled"]["recall"]["bad"], "dev": ours["balanced_accuracy"],
+            "dev_bad": ours["recall"]["bad"], "drop": drop, "seconds": round(seconds)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these runs only")
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "endpointai")
+    p.add_argument("--keep", type=Path, help="clone into this folder and keep it (dvc exp show there)")
+    args = p.parse_args()
+    shared = args.shared.resolve()
+    for part in ("train", "dev", "reference"):
+        if not (shared / part).is_dir():
+            sys.exit(f"real_data_experiments: {shared / part}: not found (the published project's frames)")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="maskinspect-exps-"))
+    clone = work / "repo"
+    shutil.rmtree(clone, ignore_errors=True)
+    run(["git", "clone", "-q", str(ROOT), str(clone)], work)
+    switch_to_images(clone, shared)
+    (work / "logs").mkdir(exist_ok=True)
+    rows = []
+    for name in args.only or EXPERIMENTS:
+        cmd = ["dvc", "exp", "run", "-n", name] + [a for o in EXPERIMENTS[name] for a in ("-S", o)]
+        print(f"real_data_experiments: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        run(cmd, clone, work / "logs" / f"{name}.log")
+        rows.append(row(clone, name, time.perf_counter() - t0))
+    print("\n| run | overrides (`dvc exp run -S`) | CV balanced acc. | CV `bad` recall (pooled) "
+          "| dev balanced acc. (int8) | dev `bad` recall (int8) | int8 drop (dev) | seconds |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        overrides = " ".join(f"`{o}`" for o in r["overrides"]) or "—"
+        print(f"| {r['run']} | {overrides} | {r['cv']} | {r['cv_bad']:.3f} | {r['dev']:.3f} | {r['dev_bad']:.3f} "
+              f"| {r['drop']:.3f} | {r['seconds']} |")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
