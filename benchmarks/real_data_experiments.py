@@ -89,20 +89,18 @@ def main() -> int:
     run(["git", "clone", "-q", str(ROOT), str(clone)], work)
     switch_to_images(clone, shared)
     (work / "logs").mkdir(exist_ok=True)
-    rows = []
+    print("| run | overrides (`dvc exp run -S`) | CV balanced acc. | CV `bad` recall (pooled) "
+          "| dev balanced acc. (int8) | dev `bad` recall (int8) | int8 drop (dev) | seconds |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|", flush=True)
     for name in args.only or EXPERIMENTS:
         cmd = ["dvc", "exp", "run", "-n", name] + [a for o in EXPERIMENTS[name] for a in ("-S", o)]
         print(f"real_data_experiments: {' '.join(cmd)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         run(cmd, clone, work / "logs" / f"{name}.log")
-        rows.append(row(clone, name, time.perf_counter() - t0))
-    print("\n| run | overrides (`dvc exp run -S`) | CV balanced acc. | CV `bad` recall (pooled) "
-          "| dev balanced acc. (int8) | dev `bad` recall (int8) | int8 drop (dev) | seconds |\n"
-          "|---|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
+        r = row(clone, name, time.perf_counter() - t0)
         overrides = " ".join(f"`{o}`" for o in r["overrides"]) or "—"
         print(f"| {r['run']} | {overrides} | {r['cv']} | {r['cv_bad']:.3f} | {r['dev']:.3f} | {r['dev_bad']:.3f} "
-              f"| {r['drop']:.3f} | {r['seconds']} |")
+              f"| {r['drop']:.3f} | {r['seconds']} |", flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
