@@ -50,14 +50,16 @@ def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
 
 
 def switch_to_images(clone: Path, shared: Path) -> None:
-    """Set the three data keys (in place, keeping the file's comments), regenerate dvc.yaml, commit."""
+    """Set the three data keys (in place, keeping the file's comments) and the recipe's paths
+    into shared, regenerate dvc.yaml, commit."""
     path = clone / "params.yaml"
     text = path.read_text()
     for key, value in (("source", "images"), ("images_dir", f"{shared}/train"), ("test_dir", f"{shared}/dev")):
         text, n = re.subn(rf"^(  {key}:) *\S+", rf"\1 {value}", text, count=1, flags=re.M)
         if n != 1:
             sys.exit(f"real_data_experiments: {path}: no data.{key} line to set")
-    path.write_text(text)
+    # the recipe's published checkpoint and model are named relative to a clone beside ../shared
+    path.write_text(text.replace("../shared/data/endpointai", str(shared)))
     run([sys.executable, "scripts/sync_dvc.py"], clone)
     run(["git", "commit", "-qam", "real camera data (the three data keys)"], clone)
 
