@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> `dvc exp run -S` overrides, relative to the images_recipe default of params.yaml.
 # The recipe itself is "recipe" (no override).
-_PUBLISHED_AUGMENT = ["images_recipe.finetune.augment.color_jitter=0.25",
-                      "images_recipe.finetune.augment.min_scale=0.9"]
+_PUBLISHED_AUGMENT = ["images_recipe.finetune.augment.color_jitter=0.25", "images_recipe.finetune.augment.min_scale=0.9",
+                      "images_recipe.finetune.augment.rotation=0", "images_recipe.finetune.augment.hue=null"]
 EXPERIMENTS: dict[str, list[str]] = {
     "recipe": [],
     "published-recipe": ["images_recipe.finetune.mode=frozen", "images_recipe.finetune.batch_size=200",
@@ -34,7 +34,7 @@ EXPERIMENTS: dict[str, list[str]] = {
     "full-64": [*_PUBLISHED_AUGMENT],
     "full-128-stride2": [*_PUBLISHED_AUGMENT, "images_recipe.frames.size=128",
                          "images_recipe.model.input_size=128", "images_recipe.model.stem_stride=2"],
-    "rot-hue": ["images_recipe.finetune.augment.rotation=15", "images_recipe.finetune.augment.hue=0.05"],
+    "no-rotation-hue": ["images_recipe.finetune.augment.rotation=0", "images_recipe.finetune.augment.hue=null"],
     "ssl-continued": ["images_recipe.pretrain.epochs=60"],
     "no-class-weight": ["finetune.class_weighted=false"],
     "calibration-20": ["images_recipe.quantize.calibration_frames=20"],
@@ -90,6 +90,9 @@ def main() -> int:
     shutil.rmtree(clone, ignore_errors=True)
     run(["git", "clone", "-q", str(ROOT), str(clone)], work)
     switch_to_images(clone, shared)
+    # the DVC cache (and its run cache) beside the clone: a rerun in a kept folder skips the
+    # stages whose code, data and params it has already run
+    run(["dvc", "cache", "dir", "--local", str((work / "dvc-cache").resolve())], clone)
     (work / "logs").mkdir(exist_ok=True)
     print("| run | overrides (`dvc exp run -S`) | CV balanced acc. | CV `bad` recall (pooled) "
           "| dev balanced acc. (int8) | dev `bad` recall (int8) | int8 drop (dev) | seconds |\n"
@@ -97,6 +100,8 @@ def main() -> int:
     for name in args.only or EXPERIMENTS:
         cmd = ["dvc", "exp", "run", "-n", name] + [a for o in EXPERIMENTS[name] for a in ("-S", o)]
         print(f"real_data_experiments: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        # dvc exp run starts from the workspace, which holds the last run's params: back to HEAD
+        run(["git", "reset", "-q", "--hard", "HEAD"], clone)
         t0 = time.perf_counter()
         run(cmd, clone, work / "logs" / f"{name}.log")
         r = row(clone, name, time.perf_counter() - t0)
