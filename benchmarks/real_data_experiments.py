@@ -4,10 +4,10 @@ as a DVC experiment in a clean clone of HEAD switched to the published project's
     scripts/venv.sh python benchmarks/real_data_experiments.py [--only NAME ...] [--keep DIR]
 
 Needs ../shared/data/endpointai beside the repository (or --shared). Each run is
-`dvc exp run -n NAME -S ...` on the three data keys (about 20 minutes each on 2 cores, most
-of it the 5-fold cross-validation); `dvc exp show` in the kept clone lists them all.
-Prints the table (markdown): 5-fold CV on train/ (the figure the recipe is chosen by), then
-the int8 model on dev/ through the camera's preprocessing (the confirmation).
+`dvc exp run -n NAME -S ...` on the three data keys (about 15 minutes each on 2 cores, most
+of it the cross-validation: 5 folds x 3 splits); `dvc exp show` in the kept clone lists them
+all. Prints the table (markdown): the cross-validation on train/ (the figure the recipe is
+chosen by), then the int8 model on dev/ through the camera's preprocessing (the confirmation).
 """
 from __future__ import annotations
 
@@ -42,8 +42,11 @@ EXPERIMENTS: dict[str, list[str]] = {
 
 
 def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
-    out = open(log, "w") if log else subprocess.PIPE
-    result = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    if log:
+        with open(log, "w") as out:
+            result = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    else:
+        result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         tail = log.read_text()[-3000:] if log else result.stdout[-3000:]
         sys.exit(f"real_data_experiments: {' '.join(cmd)} failed in {cwd}:\n{tail}")

@@ -82,7 +82,6 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
     train_count = len((work / "data/labels/train.csv").read_text().splitlines()) - 1
     assert sum(f["count"] for f in cv["per_fold"]) == 2 * train_count
     assert sum(map(sum, cv["pooled"]["confusion"]["matrix"])) == 2 * train_count
-
     assert (work / "dist/openmv/model.tflite").is_file()
     if published.exists():
         comparison = json.loads((work / "metrics/published_comparison.json").read_text())
