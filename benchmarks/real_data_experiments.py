@@ -38,6 +38,9 @@ EXPERIMENTS: dict[str, list[str]] = {
     "ssl-continued": ["images_recipe.pretrain.epochs=60"],
     "no-class-weight": ["finetune.class_weighted=false"],
     "calibration-20": ["images_recipe.quantize.calibration_frames=20"],
+    "epochs-200": ["images_recipe.finetune.epochs=200"],
+    "recipe-128-stride2": ["images_recipe.frames.size=128", "images_recipe.model.input_size=128",
+                           "images_recipe.model.stem_stride=2"],
 }
 
 
@@ -89,6 +92,7 @@ def main() -> int:
         if not (shared / part).is_dir():
             sys.exit(f"real_data_experiments: {shared / part}: not found (the published project's frames)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="maskinspect-exps-"))
+    work.mkdir(parents=True, exist_ok=True)
     clone = work / "repo"
     shutil.rmtree(clone, ignore_errors=True)
     run(["git", "clone", "-q", str(ROOT), str(clone)], work)
