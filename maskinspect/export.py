@@ -1,6 +1,7 @@
 """ONNX export of the classifier (NCHW, batch 1) and its parity check against onnxruntime."""
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .atomic import write_bytes
 from .errors import PipelineError
@@ -17,11 +19,39 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model (eval mode) with each BatchNorm2d that follows a Conv2d folded into
+    it, in float64 and rounded to float32 once.
+
+    The exporter's own folding runs in float32 through MKL, whose code path depends on the CPU:
+    the folded weights then differ in the last bit from one machine to another, and so do the
+    ONNX and int8 model bytes. IEEE float64 arithmetic is the same on every CPU. A Conv2d and
+    the BatchNorm2d registered right after it in the same parent are a pair (as in every
+    module of this network: Sequential order, and conv1/bn1, conv2/bn2 in Lightly's blocks);
+    the export stage's parity check against the unfolded model catches any other layout."""
+    model = copy.deepcopy(model).eval()
+    for parent in list(model.modules()):
+        children = list(parent.named_children())
+        for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            w = conv.weight.detach().double().numpy()
+            b = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(w.shape[0])
+            scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+            folded_w = w * scale[:, None, None, None]
+            folded_b = (b - bn.running_mean.double().numpy()) * scale + bn.bias.detach().double().numpy()
+            conv.weight = nn.Parameter(torch.from_numpy(folded_w.astype(np.float32)))
+            conv.bias = nn.Parameter(torch.from_numpy(folded_b.astype(np.float32)))
+            setattr(parent, bn_name, nn.Identity())
+    return model
+
+
 def export_onnx(model: torch.nn.Module, input_size: int, path: str | Path, opset: int) -> None:
-    """TorchScript-based exporter: deterministic bytes for the same weights, and a plain
-    graph (Conv, BatchNormalization folded, Add, Relu, GlobalAveragePool, Gemm) that onnx2tf
-    maps to TFLite builtins."""
-    model = model.eval()
+    """TorchScript-based exporter: the same bytes for the same weights on any CPU (batch norms
+    folded beforehand, see fold_batchnorm), and a plain graph (Conv, Add, Relu,
+    GlobalAveragePool, Gemm, and the input's BatchNormalization) that onnx2tf maps to TFLite
+    builtins."""
+    model = fold_batchnorm(model)
     dummy = torch.zeros(1, 3, input_size, input_size)
     buf = io.BytesIO()
     with warnings.catch_warnings():

@@ -43,6 +43,39 @@ def test_export_fails_over_its_tolerance_and_leaves_no_model(tiny_build, tmp_pat
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
 
 
+
+def test_export_bytes_do_not_depend_on_the_cpu_path(tiny_build, tmp_path):
+    """MKL picks its code path by CPU; forcing two paths stands in for two machines. The
+    exporter's own float32 batch-norm folding differed in the last bit between them."""
+    write_params(tmp_path / "params.yaml", tiny_params())
+    exported = []
+    for path in ("AVX2", "COMPATIBLE"):
+        run_script("export_onnx.py", "--classifier", tiny_build / "models/classifier.safetensors",
+                   "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
+                   "--out", f"{path}.onnx", "--metrics", f"{path}.json", cwd=tmp_path, env={"MKL_CBWR": path})
+        exported.append((tmp_path / f"{path}.onnx").read_bytes())
+    assert exported[0] == exported[1] == (tiny_build / "models/classifier.onnx").read_bytes()
+
+
+def test_batchnorm_folding_keeps_the_outputs(tiny_build):
+    import onnx
+    import torch
+
+    from maskinspect import models
+    from maskinspect.export import fold_batchnorm
+
+    model = models.build_classifier(tiny_params()["model"])
+    models.load_into(model, models.load_weights(tiny_build / "models/classifier.safetensors"), "tiny")
+    model.eval()
+    folded = fold_batchnorm(model)
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 13  # 12 convs' + the input's
+    assert [type(m) for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [torch.nn.BatchNorm2d]
+    graph = onnx.load(tiny_build / "models/classifier.onnx").graph
+    assert [n.op_type for n in graph.node].count("BatchNormalization") == 1  # the input's, before conv1
+
 # ---- gates: models built to break them -------------------------------------------------------
 
 def keras_model(extra=None):
