@@ -19,6 +19,10 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
+def _f64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy()
+
+
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of the model (eval mode) with each BatchNorm2d that follows a Conv2d folded into
     it, in float64 and rounded to float32 once.
@@ -35,11 +39,11 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         for (_, conv), (bn_name, bn) in zip(children, children[1:]):
             if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
                 continue
-            w = conv.weight.detach().double().numpy()
-            b = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(w.shape[0])
-            scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+            w = _f64(conv.weight)
+            b = _f64(conv.bias) if conv.bias is not None else np.zeros(w.shape[0])
+            scale = _f64(bn.weight) / np.sqrt(_f64(bn.running_var) + bn.eps)
             folded_w = w * scale[:, None, None, None]
-            folded_b = (b - bn.running_mean.double().numpy()) * scale + bn.bias.detach().double().numpy()
+            folded_b = (b - _f64(bn.running_mean)) * scale + _f64(bn.bias)
             conv.weight = nn.Parameter(torch.from_numpy(folded_w.astype(np.float32)))
             conv.bias = nn.Parameter(torch.from_numpy(folded_b.astype(np.float32)))
             setattr(parent, bn_name, nn.Identity())

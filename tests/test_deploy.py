@@ -43,7 +43,6 @@ def test_export_fails_over_its_tolerance_and_leaves_no_model(tiny_build, tmp_pat
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
 
 
-
 def test_export_bytes_do_not_depend_on_the_cpu_path(tiny_build, tmp_path):
     """MKL picks its code path by CPU; forcing two paths stands in for two machines. The
     exporter's own float32 batch-norm folding differed in the last bit between them."""
@@ -75,6 +74,7 @@ def test_batchnorm_folding_keeps_the_outputs(tiny_build):
     assert [type(m) for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [torch.nn.BatchNorm2d]
     graph = onnx.load(tiny_build / "models/classifier.onnx").graph
     assert [n.op_type for n in graph.node].count("BatchNormalization") == 1  # the input's, before conv1
+
 
 # ---- gates: models built to break them -------------------------------------------------------
 
