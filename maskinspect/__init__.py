@@ -12,6 +12,12 @@ _DETERMINISTIC_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "COMPATIBLE",
+    # numpy's own SIMD loops and OpenBLAS's kernels at the AVX2 level too: their AVX-512 code
+    # sums in another order (reductions, the PCA of the embedding map), so an AVX-512 machine
+    # would round differently from one without it. Read when numpy loads: every stage script
+    # imports maskinspect before numpy (a test checks).
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Haswell",
     # TensorFlow (used by onnx2tf): no oneDNN graph rewrites, deterministic ops, quiet logs.
     "TF_ENABLE_ONEDNN_OPTS": "0",
     "TF_DETERMINISTIC_OPS": "1",

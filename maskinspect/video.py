@@ -23,7 +23,14 @@ from .atomic import atomic_path
 from .errors import PipelineError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mjpeg", ".mpg", ".mpeg", ".ts")
-SCALE_FLAGS = "area+accurate_rnd+full_chroma_int"
+SCALE_FLAGS = "area+accurate_rnd+full_chroma_int+bitexact"
+# One instruction set for ffmpeg's own code and for x264, whatever the CPU offers: their
+# AVX-512 paths give other bytes than their SSE/AVX2 ones (seen here: an AVX-512 machine
+# encoded the tiny demo differently from one without it, so two frames that were distinct
+# on one machine decoded pixel-identical on the other). SSE4.2 is on every x86-64 machine
+# this project runs on; the x264 list is the same level spelled as x264 spells it.
+FFMPEG_CPUFLAGS = ("-cpuflags", "sse4.2")
+X264_ASM = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2"
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,7 +41,8 @@ def ffmpeg_exe() -> str:
 def encode_h264(path: str | Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: int, crf: int) -> int:
     """Encode RGB frames to an H.264 MP4, atomically. Returns the number of frames.
 
-    Bit-exact flags and one encoder thread make the file a function of the pixels.
+    Bit-exact flags, one encoder thread and a fixed instruction set make the file a function
+    of the pixels alone, on any x86-64 machine.
     """
     width, height = size
     count = 0
@@ -43,8 +51,8 @@ def encode_h264(path: str | Path, frames: Iterable[np.ndarray], size: tuple[int,
             ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
             .output(str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium",
                     threads=1, movflags="+faststart", map_metadata=-1, fflags="+bitexact",
-                    **{"flags:v": "+bitexact"})
-            .global_args("-hide_banner", "-nostats", "-loglevel", "error")
+                    **{"flags:v": "+bitexact", "x264-params": f"asm={X264_ASM}"})
+            .global_args(*FFMPEG_CPUFLAGS, "-hide_banner", "-nostats", "-loglevel", "error")
             .run_async(cmd=ffmpeg_exe(), pipe_stdin=True, pipe_stderr=True)
         )
         try:
@@ -127,7 +135,8 @@ def extraction_args(path: Path, fps: float | None, size: int, crop: str) -> list
         stream = stream.filter("crop", "min(iw,ih)", "min(iw,ih)")
     stream = stream.filter("scale", size, size, flags=SCALE_FLAGS).filter("setsar", 1)
     out = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", *out.get_args()]
+    return [ffmpeg_exe(), *FFMPEG_CPUFLAGS, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
+            *out.get_args()]
 
 
 def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) -> Extracted:

@@ -41,6 +41,26 @@ def test_demo_shards_hold_every_frame_at_the_stored_size(demo_data):
     assert [r["video"] for r in rows] == ["demo-01"] * per_video
 
 
+# The tiny demo's bytes, the same on every x86-64 machine: the renderer draws from a seed, and
+# ffmpeg and x264 run at one fixed instruction set (maskinspect/video.py). A change here is a
+# deliberate change to the renderer or the encoder (update the hashes and say why), or a result
+# that depends on the machine: a reproducibility bug.
+TINY_DEMO_SHA256 = {
+    "videos/demo-00.mp4": "404cb9eed0eb2c0e7482d3e27a6995224f71bdc79de9e9f375710022a98204dc",
+    "videos/demo-01.mp4": "3593bbf20b17536015ca70d8d50fa90d0bce9b92b0c28d10a50a675ef88ba343",
+    "truth.csv": "aa404152a56dd8b3233700eb9bfb43d9437609978ae719944d530d054bfebf25",
+    "frames/demo-00.npy": "2d92ce36d233a0d1d4b46626a9fa51a186c0d4fa9170e313a32c2a6c9832be06",
+    "frames/demo-00.csv": "6cdc97514657721139496fdc98268efbac1d9f44476ca85fda340907f26826df",
+    "frames/demo-01.npy": "d40afc7b86fef3109022f6456e5f0e4a6d4aa8d2c3a92058ff22561e9ac30b65",
+    "frames/demo-01.csv": "396a0de30f18d0f89311934c41ec73c12da3bfd0e8f51c00e1b2f0bafd2cd254",
+}
+
+
+def test_tiny_demo_has_the_same_bytes_on_every_machine(demo_data):
+    got = {name: hashlib.sha256((demo_data / name).read_bytes()).hexdigest() for name in TINY_DEMO_SHA256}
+    assert got == TINY_DEMO_SHA256
+
+
 def test_same_video_same_bytes(demo_data, work):
     video = sorted((demo_data / "videos").glob("*.mp4"))[0]
     extract(work, video)

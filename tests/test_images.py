@@ -1,5 +1,6 @@
 """Labelled image folders as the data source: packing, and the whole tiny pipeline on them."""
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -25,22 +26,33 @@ def folders(demo_data, tmp_path_factory):
     return root
 
 
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_pack_images_writes_a_shard_and_leaves_test_images_out_of_training(folders, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params())
     # The same image in both folders, under another name: it must not train.
     dup = next((folders / "test" / "no_mask").glob("*.jpg"))
     shutil.copy(dup, folders / "train" / "no_mask" / "copy-000001.jpg")
     try:
+        # What must train: every training image whose bytes are in no test image (the copy, and
+        # any frame the video happens to repeat across the two folders, are not).
+        test_digests = {sha256(p) for p in (folders / "test").rglob("*.jpg")}
+        train_images = sorted((folders / "train").rglob("*.jpg"))
+        expected = {p.stem for p in train_images if sha256(p) not in test_digests}
+        leaked = {p.stem for p in train_images} - expected
         result = run_script("pack_images.py", folders / "train", "--exclude", folders / "test",
                             "--frames", "t.npy", "--index", "t.csv", "--labels", "l.csv", cwd=tmp_path)
     finally:
         (folders / "train" / "no_mask" / "copy-000001.jpg").unlink()
-    assert "copy-000001.jpg is also in" in result.stderr
+    assert "copy-000001" in leaked and "copy-000001.jpg is also in" in result.stderr
+    assert all(f"{name}.jpg is also in" in result.stderr for name in leaked)
     frames = np.load(tmp_path / "t.npy")
     index = list(csv.DictReader((tmp_path / "t.csv").open()))
     labels = list(csv.DictReader((tmp_path / "l.csv").open()))
-    n_train = sum(1 for _ in (folders / "train").rglob("*.jpg"))
-    assert frames.shape == (n_train, 64, 64, 3) and len(index) == len(labels) == n_train
+    assert {r["frame_id"] for r in index} == expected
+    assert frames.shape == (len(expected), 64, 64, 3) and len(index) == len(labels) == len(expected)
     assert index[0]["video"] == "demo-00" and int(index[0]["frame"]) >= 0  # published-style names parsed
     assert {r["label"] for r in labels} <= {"bad", "good", "no_mask"}
     assert all(r["frame_id"] == i["frame_id"] for r, i in zip(labels, index))
