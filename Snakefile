@@ -1,91 +1,135 @@
-# Snakemake front end of the pipeline. The graph itself is defined once, in
-# maskinspect/pipeline.py; dvc.yaml is generated from the same definition, so
-# `snakemake --cores all` and `dvc repro` run the very same commands.
+# Snakemake front end. The stages are declared once, in maskinspect/workflow/stages.py, and
+# dvc.yaml is written from the same table, so `snakemake` and `dvc repro` run the very same
+# commands. What the two front ends need from each other is in maskinspect/workflow/agreement.py.
 import os
 import re
 import sys
 from pathlib import Path
 
-from maskinspect import dvc_sync, params as params_mod, pipeline
+from maskinspect import params as params_mod
 from maskinspect.errors import PipelineError
+from maskinspect.workflow import agreement, dvcfile, frontend, locks, settings, stages
 
-try:
-    ROOT = Path(workflow.basedir)
-    PARAMS = params_mod.load_raw(ROOT / "params.yaml")  # as written: DVC tracks these keys
-    STAGES = pipeline.stages(PARAMS, ROOT)
-    if pipeline.sync_dvc_yaml(ROOT):
-        print("Snakefile: dvc.yaml regenerated from maskinspect/pipeline.py", file=sys.stderr)
-except PipelineError as exc:
-    print(f"Snakefile: error: {exc}", file=sys.stderr)
+
+def fail(message):
+    print(f"Snakefile: error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def say(message):
+    print(f"Snakefile: {message}", file=sys.stderr)
+
+
+if config:
+    fail("settings live in params.yaml: edit it, or run `dvc exp run -S key=value`; "
+         "Snakemake's --config and --configfile are not used")
+
+ROOT = Path(workflow.basedir)
+try:
+    PARAMS = params_mod.load_raw(ROOT / "params.yaml", "params.yaml")  # validated, as written: DVC tracks these keys
+    GRAPH = stages.graph(PARAMS, ROOT)
+    GPUS = frontend.gpus()
+except PipelineError as exc:
+    fail(exc)
 
 # Every command and path is relative to the repository root, wherever snakemake is started.
 workdir: ROOT
 
-# The image every rule runs in with `snakemake --sdm apptainer` (ignored otherwise), built
-# from the Dockerfile by scripts/build_image.sh. MASKINSPECT_IMAGE names another, e.g. the
-# local build exported with `buildah push localhost/maskinspect oci-archive:/srv/maskinspect.tar`
-# as oci-archive:///srv/maskinspect.tar.
-IMAGE = os.environ.get("MASKINSPECT_IMAGE", "docker://ghcr.io/maskinspect/maskinspect:latest")
+# The image each rule runs in with `snakemake --sdm apptainer`: none unless MASKINSPECT_IMAGE
+# names one (scripts/build_image.sh builds it; see README, "Container").
+IMAGE = os.environ.get("MASKINSPECT_IMAGE") or None
 
-# Each stage's command and params as a file it depends on (see pipeline.settings_file).
-pipeline.write_settings(ROOT, STAGES, PARAMS)
-
-if workflow.is_main_process:
-    # After `dvc pull`, `git checkout` or `dvc repro`, put output times back in order where
-    # the bytes are those of dvc.lock, so fresh file times alone rebuild nothing.
-    _restored = dvc_sync.restore_mtimes(ROOT, STAGES, PARAMS)
+# A build takes the checkout, puts file times in order where dvc.lock vouches for the bytes, and
+# keeps dvc.yaml current; a command that only looks (-n, --lint, --summary, ...) changes nothing
+# outside .snakemake/.
+BUILDING = workflow.is_main_process and not frontend.looking(sys.argv)
+settings.write(ROOT, GRAPH, PARAMS)
+if BUILDING:
+    try:
+        BUILD_LOCK = locks.BuildLock(ROOT)
+        for note in BUILD_LOCK.acquire(" ".join(sys.argv)):
+            say(note)
+    except PipelineError as exc:
+        fail(exc)
+    if dvcfile.sync(ROOT, GRAPH, PARAMS):
+        say("dvc.yaml regenerated from maskinspect/workflow/stages.py")
+    _restored = agreement.restore_times(ROOT, GRAPH)
     if _restored:
-        print(f"Snakefile: {len(_restored)} stage(s) match dvc.lock; output times put back in order", file=sys.stderr)
-    _OUTPUT_TIMES = dvc_sync.output_times(ROOT, STAGES)
+        say(f"{len(_restored)} stage(s) hold the bytes dvc.lock records; their output times were put in order")
+elif workflow.is_main_process:
+    if not dvcfile.is_current(ROOT, GRAPH, PARAMS):
+        say("note: dvc.yaml is stale; a build (or scripts/sync_dvc.py) regenerates it")
+    _unordered = agreement.out_of_order(ROOT, GRAPH)
+    if _unordered:
+        say(f"note: {len(_unordered)} stage(s) have outputs older than their inputs; a build first puts the "
+            f"times of those whose bytes dvc.lock records in order instead of rebuilding them")
 
 
 onsuccess:
-    # Record what Snakemake built in dvc.lock (and the DVC cache): `dvc status` then agrees.
-    _committed = dvc_sync.commit_changed(ROOT, STAGES, _OUTPUT_TIMES)
-    if _committed:
-        print(f"Snakefile: dvc commit: {', '.join(_committed)}", file=sys.stderr)
+    if BUILDING:
+        try:
+            _committed, _stale = agreement.commit_built(ROOT, GRAPH)
+        except RuntimeError as exc:
+            say(f"warning: dvc commit failed, dvc.lock not updated: {exc}")
+        else:
+            if _committed:
+                say(f"dvc commit: {', '.join(_committed)}")
+            for name in _stale:
+                say(f"{name}: an input changed while the build ran; not recorded in dvc.lock (run the build again)")
 
 
 rule all:
     default_target: True
     input:
-        pipeline.final_targets(PARAMS, ROOT),
+        GRAPH.final_targets(),
 
 
-def _rule_for(st):
+def _rule_for(r):
     """One rule per stage; a foreach stage becomes one rule with an {item} wildcard."""
-    shell_cmd = st.cmd.replace("{item.path}", "{params.item_path}").replace("{item}", "{wildcards.item}")
+    st = r.stage
+    command = r.command().replace("{item.path}", "{params.item_path}").replace("{item}", "{wildcards.item}")
+    inputs = r.snakemake_inputs(GRAPH.produced)
     if st.foreach:
-        resolve = lambda text: (lambda wc: pipeline.expand(st, text, wc.item))
-        inputs = {name: resolve(path) for name, path in st.deps.items()}
-        inputs["settings"] = pipeline.settings_file(f"{st.name}@{{item}}")
-        item_path = lambda wc: st.foreach[wc.item]["path"]
-        constraint = "|".join(re.escape(k) for k in st.foreach)
+        expand = lambda paths: (lambda wc: [r.expand(p, wc.item) for p in paths])
+        inputs = {role: expand(paths) for role, paths in inputs.items()}
+        inputs["settings"] = settings.path(f"{st.name}@{{item}}")
+        item_path = lambda wc: r.items[wc.item]["path"]
+        constraint = "|".join(re.escape(k) for k in r.items)
     else:
-        inputs = {**st.deps, "settings": pipeline.settings_file(st.name)}
+        inputs["settings"] = settings.path(st.name)
         item_path = ""
         constraint = ".+"
+    outputs = {role: r.role_paths(value) for role, value in st.outputs.items()}
+    plots = set(st.plots)
+    resources = {**stages.SMALL, **st.resources}
+    if "gpu" in resources:
+        resources["gpu"] = GPUS
+        if not GPUS:
+            del resources["gpu"]
 
     rule:
         name: st.name
         input:
-            code=st.code(ROOT),
+            code=GRAPH.code(r),
             **inputs,
         output:
-            **{name: (report(path, category="metrics") if isinstance(path, str) and path in st.plots else path)
-               for name, path in st.outs.items()},
+            **{role: (report(paths[0], category="metrics") if role in plots else paths)
+               for role, paths in outputs.items()},
+        log:
+            st.log("{item}" if st.foreach else None),
+        benchmark:
+            st.benchmark("{item}" if st.foreach else None)
         params:
             item_path=item_path,
         wildcard_constraints:
             item=constraint,
         container: IMAGE
-        threads: st.threads
+        threads: PARAMS["runtime"]["threads"] if st.threads else 1
         resources:
-            **st.resources,
+            **resources,
         shell:
-            shell_cmd
+            command
 
 
-for _stage in STAGES:
+for _stage in GRAPH.stages:
     _rule_for(_stage)

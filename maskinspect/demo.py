@@ -57,10 +57,6 @@ class DemoSpec:
         return int(round(self.seconds * self.fps))
 
 
-def video_names(count: int) -> list[str]:
-    return [f"demo-{i:02d}" for i in range(count)]
-
-
 @dataclass
 class Sprite:
     """A mask drawn once, in its own coordinates, then moved through the frame."""

@@ -15,13 +15,9 @@ import numpy as np
 
 from .atomic import save_npy, write_csv
 from .errors import PipelineError
+from .naming import frame_id
 
 INDEX_HEADER = ("frame_id", "video", "frame", "time")
-
-
-def frame_id(video: str, frame: int) -> str:
-    """`A-012430`: video name, dash, source frame number (the published naming)."""
-    return f"{video}-{frame:06d}"
 
 
 @dataclass

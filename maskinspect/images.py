@@ -2,12 +2,17 @@
 images source's counterpart of video decoding."""
 from __future__ import annotations
 
+import hashlib
+import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .errors import PipelineError
+
+PUBLISHED_NAME = re.compile(r"^(?P<video>.+)-(?P<frame>\d+)$")  # A-12430: video A, frame 12430
 
 
 def read_labelled_folder(folder: str | Path, classes: Sequence[str]) -> list[tuple[Path, str]]:
@@ -53,3 +58,33 @@ def load_image(path: Path, size: int, crop: str) -> np.ndarray:
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
+
+
+def without_test_images(items, test_items, folder: Path, test_folder: Path):
+    """Training images minus any that is also a test image (same bytes): a frame seen in
+    training says nothing when tested. The published train/ and dev/ share one (C-10352)."""
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    test_digests = {digest(path) for path, _ in test_items}
+    test_names = {path.stem: path for path, _ in test_items}
+    kept = []
+    for path, label in items:
+        if digest(path) in test_digests:
+            print(f"pack_images: {path} is also in {test_folder}: left out of training", file=sys.stderr)
+            continue
+        if path.stem in test_names:
+            raise PipelineError(f"{path}: a different image of the same name is in {test_folder} "
+                                f"({test_names[path.stem]}); frame names must be unique")
+        kept.append((path, label))
+    return kept
+
+
+def index_rows(items) -> list[tuple]:
+    """Frame index rows (frame_id, video, frame, time) of labelled images. Video and frame number
+    from published-style names keep near-duplicate frames of one video together in
+    cross-validation; other names are their own group."""
+    rows = []
+    for n, (path, _) in enumerate(items):
+        m = PUBLISHED_NAME.match(path.stem)
+        video, frame = (m["video"], int(m["frame"])) if m else (path.stem, n)
+        rows.append((path.stem, video, frame, ""))
+    return rows

@@ -116,3 +116,18 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
     with Path(path).open(newline="") as f:
         rows = list(csv.DictReader(f))
     return [r["frame_id"] for r in rows], [r.get("label", "") for r in rows]
+
+
+def export_to_label(folder: Path, table: Path, ids: list[str], images) -> None:
+    """Frames for a person: PNGs enlarged 4x (pixel for pixel), and a CSV to fill in."""
+    import numpy as np
+    from PIL import Image
+
+    from .atomic import atomic_path, write_csv
+
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        for fid, img in zip(ids, images):
+            pil = Image.fromarray(np.asarray(img))
+            pil.resize((pil.width * 4, pil.height * 4), Image.NEAREST).save(tmp / f"{fid}.png")
+    write_csv(table, ("frame_id", "label"), [(fid, "") for fid in ids])

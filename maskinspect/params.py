@@ -62,11 +62,15 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+def recipe_for(raw: dict) -> str | None:
+    """The section of settings that applies over the others for this data, if any."""
+    return RECIPE if raw["data"]["source"] == "images" and raw.get(RECIPE) else None
+
+
 def effective(raw: dict) -> dict:
-    """What the stages run with: the sections, with images_recipe over them for real camera frames."""
-    if raw["data"]["source"] != "images" or not raw.get(RECIPE):
-        return raw
-    return merge(raw, raw[RECIPE])
+    """What the stages run with: the sections, with the recipe that applies over them."""
+    recipe = recipe_for(raw)
+    return merge(raw, raw[recipe]) if recipe else raw
 
 
 def _key_of(error: jsonschema.ValidationError) -> str:
@@ -146,14 +150,15 @@ def load(path: str | Path = DEFAULT_PARAMS) -> dict:
     return effective(load_raw(path))
 
 
-def load_raw(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """The validated params as written (what DVC tracks key by key)."""
+def load_raw(path: str | Path = DEFAULT_PARAMS, shown: str | None = None) -> dict:
+    """The validated params as written (what DVC tracks key by key); errors name the file as
+    `shown` (default: the path given)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise PipelineError(f"{path}: cannot read params ({exc.strerror})") from None
-    return parse(text, str(path))
+        raise PipelineError(f"{shown or path}: cannot read params ({exc.strerror})") from None
+    return parse(text, shown or str(path))
 
 
 def get(params: dict, dotted: str):

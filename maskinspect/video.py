@@ -22,7 +22,6 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import PipelineError
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mjpeg", ".mpg", ".mpeg", ".ts")
 SCALE_FLAGS = "area+accurate_rnd+full_chroma_int+bitexact"
 # One instruction set for ffmpeg's own code and for x264, whatever the CPU offers: their
 # AVX-512 paths give other bytes than their SSE/AVX2 ones (seen here: an AVX-512 machine
@@ -181,12 +180,3 @@ def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) ->
     if len(set(numbers)) != len(numbers):
         raise PipelineError(f"{path}: repeated timestamps; cannot number its frames")
     return Extracted(frames=frames, frame_numbers=numbers, times=[t for _, t in kept], info=info)
-
-
-def list_videos(folder: str | Path) -> list[Path]:
-    """The videos of a raw-video folder, sorted by name (hidden files ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES)

@@ -1,10 +1,11 @@
 """Stage bundle: what goes on the camera, with a manifest saying what it is and where it came from.
 
-In:  --model int8 .tflite, --main openmv/main.py, --quantize-metrics and --tflm-metrics JSON
-     params.yaml (bundle.*)
-Out: --out-dir with model.tflite, model.txt (labels in output order), main.py,
-     manifest.json (sha256 of each file, input shape, dtype, scale, zero point, labels,
-     metrics, minimum firmware, source git revision); --zip of that folder.
+In:  --model int8 .tflite, --main openmv/main.py, --quantize-metrics, --tflm-metrics and
+     --firmware-metrics JSON (the firmware verified on the emulated camera), params.yaml (bundle.*)
+Out: --bundle-model (model.tflite), --bundle-labels (model.txt: labels in output order),
+     --bundle-main (main.py), --manifest (sha256 of each file, input shape, dtype, scale, zero
+     point, labels, metrics, minimum firmware, source git revision); --zip of that folder;
+     --summary: the build's headline figures, flat (what `dvc metrics show` shows).
 """
 from __future__ import annotations
 
@@ -12,27 +13,50 @@ import json
 import sys
 from pathlib import Path
 
-from maskinspect import CLASSES, cli, params as params_mod, tflite_graph
-from maskinspect.atomic import write_bytes
+from maskinspect import CLASSES, cli, tflite_graph
+from maskinspect.atomic import write_bytes, write_json
 from maskinspect.bundle import labels_text, sha256, source_revision, zip_bytes
 from maskinspect.errors import PipelineError
-from maskinspect.quantize import check_gates
+from maskinspect.gates import check_gates
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@cli.stage("bundle")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--main", required=True, type=Path)
-    p.add_argument("--quantize-metrics", required=True, type=Path)
-    p.add_argument("--tflm-metrics", required=True, type=Path)
-    p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument("--zip", required=True, type=Path)
-    args = p.parse_args(argv)
-    cfg = params_mod.load(args.params)["bundle"]
+def summary(quantize: dict, tflm: dict, firmware: dict) -> dict:
+    """The headline figures of a build, one number each: what `dvc metrics show` and
+    `dvc exp show` put side by side (the detailed figures stay in the other metrics files)."""
+    latency = firmware["latency"]
+    out = {
+        "balanced_accuracy_float": quantize["float"]["balanced_accuracy"],
+        "balanced_accuracy_int8": quantize["int8"]["balanced_accuracy"],
+        "bad_recall_int8": quantize["int8"]["recall"]["bad"],
+        "model_bytes": tflm["model_bytes"],
+        "arena_bytes": firmware["arena_bytes"],
+        "mops": tflm["mops"],
+        "instructions_m": round(firmware["instructions"] / 1e6, 2),
+        "latency_ms_low": latency["ms_band"][0],
+        "latency_ms_high": latency["ms_band"][1],
+    }
+    if "ms_calibrated" in latency:
+        out["latency_ms"] = latency["ms_calibrated"]
+    return out
 
+
+def _latency(latency: dict) -> dict:
+    """Milliseconds an inference takes at the H7's clock: a band over cycles per instruction, and
+    the figure calibrated on the 2020 model's time on the board (when it was counted)."""
+    out = {"band": latency["ms_band"], "cpi_band": latency["cpi_band"], "cpu_mhz": latency["cpu_mhz"]}
+    if "ms_calibrated" in latency:
+        out["calibrated"] = latency["ms_calibrated"]
+        out["calibration"] = (f"the 2020 model's {latency['calibration']['measured_ms']} ms on the board over its "
+                              f"{latency['calibration']['instructions']} instructions on the same library: "
+                              f"{latency['calibration']['cpi']} cycles per instruction")
+    return out
+
+
+@cli.stage("bundle")
+def main(args, params):
+    cfg = params["bundle"]
     graph = tflite_graph.read(args.model)
     check_gates(graph)  # never bundle a model the camera would refuse
     if graph.output().shape[-1] != len(CLASSES):
@@ -40,14 +64,16 @@ def main(argv=None):
     try:
         quantize_metrics = json.loads(args.quantize_metrics.read_text())
         tflm_metrics = json.loads(args.tflm_metrics.read_text())
+        firmware_metrics = json.loads(args.firmware_metrics.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise PipelineError(f"cannot read the metrics to bundle: {exc}") from None
 
-    files = {
-        "model.tflite": args.model.read_bytes(),
-        "model.txt": labels_text(CLASSES).encode(),
-        "main.py": args.main.read_bytes(),
-    }
+    folder = args.bundle_model.parent
+    targets = {args.bundle_model: args.model.read_bytes(), args.bundle_labels: labels_text(CLASSES).encode(),
+               args.bundle_main: args.main.read_bytes()}
+    if any(path.parent != folder for path in [*targets, args.manifest]):
+        raise PipelineError(f"the bundle's files must share one folder ({folder})")
+    files = {path.name: data for path, data in targets.items()}
     inp, out = graph.input(), graph.output()
     manifest = {
         "files": {name: {"sha256": sha256(data), "bytes": len(data)} for name, data in files.items()},
@@ -61,19 +87,21 @@ def main(argv=None):
             "float_test": quantize_metrics["float"],
             "int8_drop": quantize_metrics["drop"],
             "test_count": quantize_metrics["test_count"],
-            "arena_bytes": tflm_metrics["arena_bytes"],
+            "arena_bytes": firmware_metrics["arena_bytes"],
             "mops": tflm_metrics["mops"],
-            "latency_ms_estimate": tflm_metrics["latency_ms_estimate"],
-            "latency_assumption": tflm_metrics["latency_assumption"],
+            "instructions": firmware_metrics["instructions"],
+            "latency_ms": _latency(firmware_metrics["latency"]),
         },
-        "firmware": {"minimum": cfg["min_firmware"], "board": cfg["board"], "module": "ml"},
+        "firmware": {"minimum": firmware_metrics["minimum_firmware"], "verified": firmware_metrics["firmware_verified"],
+                     "board": cfg["board"], "module": "ml"},
         "source": source_revision(ROOT),
     }
-    files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    for name, data in files.items():
-        write_bytes(args.out_dir / name, data)
-    write_bytes(args.zip, zip_bytes(files, args.out_dir.name))
-    print(f"bundle: {args.out_dir}/ ({', '.join(sorted(files))}) and {args.zip}; source "
+    targets[args.manifest] = files[args.manifest.name] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    for path, data in targets.items():
+        write_bytes(path, data)
+    write_bytes(args.zip, zip_bytes(files, folder.name))
+    write_json(args.summary, summary(quantize_metrics, tflm_metrics, firmware_metrics))
+    print(f"bundle: {folder}/ ({', '.join(sorted(files))}) and {args.zip}; source "
           f"{manifest['source']['revision'][:12]}{' (dirty)' if manifest['source']['dirty'] else ''}", file=sys.stderr)
 
 

@@ -25,7 +25,7 @@ def outputs(path: Path) -> dict[tuple[str, str], str]:
     return {(name, o["path"]): o.get("md5", "?") for name, st in stages.items() for o in st.get("outs", [])}
 
 
-@cli.stage("check_lock")
+@cli.tool("check_lock")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("expected", type=Path, help="the committed dvc.lock")

@@ -16,29 +16,17 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from maskinspect import CLASSES, cli, params as params_mod, tflite_graph, tflm
+from maskinspect import CLASSES, cli, runtime, tflite_graph
 from maskinspect.atomic import write_json, write_text
 from maskinspect.evaluation import labels_of, report
 from maskinspect.images import load_image, read_labelled_folder
-from maskinspect.quantize import run_litert
-from maskinspect.tflm import c_stderr_silenced
 
 
 @cli.stage("compare_published")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--test-dir", required=True, type=Path)
-    p.add_argument("--ours", required=True, type=Path)
-    p.add_argument("--published", required=True, type=Path)
-    p.add_argument("--tflm-metrics", required=True, type=Path)
-    p.add_argument("--metrics", required=True, type=Path)
-    p.add_argument("--table", required=True, type=Path)
-    args = p.parse_args(argv)
-    params_mod.load(args.params)
+def main(args, params):
+    import numpy as np
+
     items = read_labelled_folder(args.test_dir, CLASSES)
     labels = [label for _, label in items]
     result = {"test_dir": str(args.test_dir), "count": len(items), "models": {}}
@@ -47,24 +35,23 @@ def main(argv=None):
         graph = tflite_graph.read(path)
         size = graph.input().shape[1]
         images = np.stack([load_image(image, size, "center") for image, _ in items])
-        model = tflm.read_model(path)
+        model = runtime.read_model(path)
         if graph.input().dtype == "INT8":
             inputs = (images.astype(np.int16) - 128).astype(np.int8)
             arena = json.loads(args.tflm_metrics.read_text())["arena_bytes"]
-            raw = tflm.run(model, inputs, arena).astype(np.float32)
+            raw = runtime.run_tflm(model, inputs, arena).astype(np.float32)
             out = graph.output()
-            scores, runtime, arena_note = (raw - out.zero_point[0]) * out.scale[0], "TFLite Micro", arena
+            scores, interpreter, arena_note = (raw - out.zero_point[0]) * out.scale[0], "TFLite Micro", arena
         else:
-            scores, runtime = run_litert(path, images).scores, "LiteRT"
+            scores, interpreter = runtime.run_litert(path, images).scores, "LiteRT"
             try:
-                with c_stderr_silenced():
-                    arena_note = tflm.smallest_arena(model)
+                arena_note = runtime.smallest_arena(model)
             except Exception as exc:  # noqa: BLE001 - TFLM's refusal is the finding
                 arena_note = f"TFLite Micro refuses it ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
         r = report(labels, labels_of(scores))
         result["models"][name] = {
             "file": str(path), "input": f"{graph.input().dtype.lower()} {list(graph.input().shape)}",
-            "runtime": runtime, "model_bytes": graph.size, "mops": tflite_graph.work(graph)["mops"],
+            "runtime": interpreter, "model_bytes": graph.size, "mops": tflite_graph.work(graph)["mops"],
             "arena_bytes": arena_note, **{k: r[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")},
         }
     write_json(args.metrics, result)

@@ -5,7 +5,7 @@ class and grouped by video and time (frames of one video within crossval.group_f
 each other stay in one fold: they are near-duplicates); crossval.repeats > 1 repeats it on
 new splits (seeds seed, seed + 1, ...).
 
-In:  --backbone weights, --frames shard(s) with their indexes, --train labels,
+In:  --backbone weights, --frames shard(s) with their indexes, --train-labels,
      params.yaml (model.*, finetune.*, crossval.*, runtime.threads)
 Out: --metrics JSON: per fold, mean and standard deviation (over all folds of all repeats) of
      the balanced accuracy; accuracy, per-class recall and confusion pooled over every fold
@@ -13,11 +13,8 @@ Out: --metrics JSON: per fold, mean and standard deviation (over all folds of al
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from maskinspect import CLASSES, cli, models, params as params_mod
+from maskinspect import CLASSES, cli, models
 from maskinspect.atomic import write_json
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
@@ -27,27 +24,20 @@ from maskinspect.training import batched_forward, seed_everything
 
 
 @cli.stage("crossval")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--backbone", required=True, type=Path)
-    p.add_argument("--frames", nargs="+", required=True, type=Path)
-    p.add_argument("--train", required=True, type=Path)
-    p.add_argument("--metrics", required=True, type=Path)
-    args = p.parse_args(argv)
-    params = params_mod.load(args.params)
-    cfg, model_cfg, ft = params["crossval"], params["model"], params["finetune"]
-    cli.pin_threads(params["runtime"]["threads"])
+def main(args, params):
+    import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     from maskinspect.finetune import finetune
 
+    cfg, model_cfg, ft = params["crossval"], params["model"], params["finetune"]
     frames = load_shards(args.frames)
-    ids, train_labels = read_labelled(args.train)
+    ids, train_labels = read_labelled(args.train_labels)
     y = np.array([CLASSES.index(label) for label in train_labels])
     pos = frames.position()
     groups = [f"{frames.videos[pos[i]]}/{frames.numbers[pos[i]] // cfg['group_frames']}" for i in ids]
     if min(np.bincount(y, minlength=len(CLASSES))) < cfg["folds"]:
-        raise PipelineError(f"{args.train}: a class has fewer than crossval.folds ({cfg['folds']}) frames")
+        raise PipelineError(f"{args.train_labels}: a class has fewer than crossval.folds ({cfg['folds']}) frames")
     images = frames.take(ids, "training frame")
     backbone = models.load_weights(args.backbone)
     folds = []

@@ -1,34 +1,25 @@
 """Stage embed: a 16-number embedding of every frame from the pretrained backbone.
 
-In:  frame shards (--frames), backbone weights (--backbone), params.yaml (model.*, embed.*, runtime.threads)
-Out: --out embeddings (.npy, float32, one row per frame), --ids frame ids in the same order (.csv)
+In:  --frames shards, --backbone weights, params.yaml (model.*, embed.*, runtime.threads)
+Out: --embeddings (.npy, float32, one row per frame), --ids: frame ids in the same order (.csv)
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from maskinspect import cli, models, params as params_mod
+from maskinspect import cli, models
 from maskinspect.atomic import save_npy, write_csv
 from maskinspect.frames import load_shards
 from maskinspect.training import batched_forward
 
 
 @cli.stage("embed")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--frames", nargs="+", required=True, type=Path)
-    p.add_argument("--backbone", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--ids", required=True, type=Path)
-    args = p.parse_args(argv)
-    params = params_mod.load(args.params)
-    cli.pin_threads(params["runtime"]["threads"])
+def main(args, params):
     backbone = models.build_backbone(params["model"])
     models.load_into(backbone, models.load_weights(args.backbone), str(args.backbone))
     frames = load_shards(args.frames)
     emb = batched_forward(backbone, frames.images, params["model"]["input_size"], params["embed"]["batch_size"])
-    save_npy(args.out, emb.astype("float32"))
+    save_npy(args.embeddings, emb.astype("float32"))
     write_csv(args.ids, ("frame_id",), [(i,) for i in frames.ids])
     print(f"embed: {emb.shape[0]} frames -> {emb.shape[1]} features", file=sys.stderr)
 

@@ -1,19 +1,16 @@
 """Stage finetune: the classifier (pretrained backbone + linear head) trained on the labelled frames.
 
-In:  --backbone weights, frame shards (--frames), --train and --test labels (frame_id,label),
+In:  --backbone weights, --frames shards, --train-labels and --test-labels (frame_id,label),
      params.yaml (model.*, finetune.*, runtime.threads)
-Out: --out classifier weights (.safetensors); on the test sample: --metrics JSON (accuracy,
+Out: --classifier weights (.safetensors); on the test sample: --metrics JSON (accuracy,
      balanced accuracy, per-class recall, confusion matrix), --predictions CSV (a DVC
      confusion plot), --confusion PNG; --curve CSV per epoch (loss, accuracy: a DVC plot)
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from maskinspect import CLASSES, cli, models, params as params_mod
+from maskinspect import CLASSES, cli, models
 from maskinspect.atomic import write_csv, write_json
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
@@ -24,35 +21,23 @@ from maskinspect.training import batched_forward, seed_everything
 
 
 @cli.stage("finetune")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--backbone", required=True, type=Path)
-    p.add_argument("--frames", nargs="+", required=True, type=Path)
-    p.add_argument("--train", required=True, type=Path)
-    p.add_argument("--test", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--metrics", required=True, type=Path)
-    p.add_argument("--predictions", required=True, type=Path)
-    p.add_argument("--confusion", required=True, type=Path)
-    p.add_argument("--curve", required=True, type=Path)
-    args = p.parse_args(argv)
-    params = params_mod.load(args.params)
-    cfg, model_cfg = params["finetune"], params["model"]
-    cli.pin_threads(params["runtime"]["threads"])
+def main(args, params):
+    import numpy as np
 
     from maskinspect.finetune import finetune
 
+    cfg, model_cfg = params["finetune"], params["model"]
     frames = load_shards(args.frames)
-    train_ids, train_labels = read_labelled(args.train)
-    test_ids, test_labels = read_labelled(args.test)
+    train_ids, train_labels = read_labelled(args.train_labels)
+    test_ids, test_labels = read_labelled(args.test_labels)
     if not train_ids:
-        raise PipelineError(f"{args.train}: no labelled training frames")
+        raise PipelineError(f"{args.train_labels}: no labelled training frames")
     seed_everything(cfg["seed"])  # the head's initial weights come from torch's RNG too
     model = models.build_classifier(model_cfg)
     models.load_into(model.features, models.load_weights(args.backbone), str(args.backbone))
     targets = np.array([CLASSES.index(label) for label in train_labels])
     result = finetune(model, frames.take(train_ids, "training frame"), targets, cfg, model_cfg["input_size"])
-    models.save_weights(args.out, model, {"stage": "finetune", "mode": cfg["mode"], "classes": ",".join(CLASSES)})
+    models.save_weights(args.classifier, model, {"stage": "finetune", "mode": cfg["mode"], "classes": ",".join(CLASSES)})
     write_csv(args.curve, ("epoch", "loss", "accuracy"),
               [(c["epoch"], f"{c['loss']:.6f}", f"{c['accuracy']:.4f}") for c in result.curve])
 

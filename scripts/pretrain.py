@@ -1,17 +1,16 @@
-"""Stage pretrain: SimCLR self-supervised pretraining of the ResNet-9 backbone on all frames.
+"""Stage pretrain: SimCLR self-supervised pretraining of the ResNet-9 backbone on the frames.
 
-In:  frame shards (--frames), optional starting weights (params pretrain.init: a
-     .safetensors of ours, a Lightly .ckpt such as the published pretrained.ckpt, or a
-     state_dict .pt), params.yaml (model.*, pretrain.*, runtime.threads)
-Out: --out backbone weights (.safetensors), --loss per-epoch loss CSV (a DVC plot)
+In:  --frames shards; --init starting weights (params pretrain.init: a .safetensors of ours, a
+     Lightly .ckpt such as the published pretrained.ckpt, or a state_dict .pt);
+     params.yaml (model.*, pretrain.*, runtime.threads)
+Out: --backbone weights (.safetensors), --loss per-epoch loss CSV (a DVC plot)
 pretrain.epochs: 0 uses the starting weights as they are.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from maskinspect import cli, models, params as params_mod
+from maskinspect import cli, models
 from maskinspect.atomic import write_csv
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
@@ -19,21 +18,13 @@ from maskinspect.training import seed_everything
 
 
 @cli.stage("pretrain")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--frames", nargs="+", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--loss", required=True, type=Path)
-    args = p.parse_args(argv)
-    params = params_mod.load(args.params)
+def main(args, params):
     cfg, model_cfg = params["pretrain"], params["model"]
-    cli.pin_threads(params["runtime"]["threads"])
-
     seed_everything(cfg["seed"])  # the initial weights come from torch's RNG too
     backbone = models.build_backbone(model_cfg)
-    if cfg["init"]:
-        models.load_into(backbone, models.read_any_weights(cfg["init"]), cfg["init"])
-        print(f"pretrain: starting from {cfg['init']}", file=sys.stderr)
+    if args.init:
+        models.load_into(backbone, models.read_any_weights(args.init), str(args.init))
+        print(f"pretrain: starting from {args.init}", file=sys.stderr)
     elif cfg["epochs"] == 0:
         raise PipelineError("params.yaml: pretrain.epochs is 0 but pretrain.init names no weights to use")
 
@@ -48,7 +39,7 @@ def main(argv=None):
         losses = result.losses
         print(f"pretrain: {len(frames)} frames, {cfg['epochs']} epochs on {result.device}, "
               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)
-    models.save_weights(args.out, backbone, {"stage": "pretrain", "init": cfg["init"] or ""})
+    models.save_weights(args.backbone, backbone, {"stage": "pretrain", "init": cfg["init"] or ""})
     write_csv(args.loss, ("epoch", "loss"), [(i + 1, f"{v:.6f}") for i, v in enumerate(losses)])
 
 

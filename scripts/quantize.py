@@ -1,65 +1,52 @@
 """Stage quantize: full-integer int8 TFLite through onnx2tf, hermetic and gated.
 
-In:  --onnx model, --classifier float weights (for the float figures), frame shards
-     (--frames), --train labels (calibration: a fixed sample spread evenly over the training
-     frames in label order, that reaches pixel values 0 and 255), --test labels, params.yaml (model.*, quantize.*)
-Out: --out int8 .tflite (int8 input and output, per-channel weights); on the test sample
-     --metrics JSON (float vs int8 accuracy, balanced accuracy, per-class recall, the
-     drop), --predictions CSV (a DVC confusion plot), --confusion PNG
-Fails when a tensor on the data path is not int8, an op is outside OpenMV's resolver, or
-the input scale is not 1/255 / zero point not -128. No network access (enforced).
+In:  --onnx model, --classifier float weights (for the float figures), --frames shards,
+     --train-labels (calibration: a fixed sample spread evenly over the training frames in
+     label order, that reaches pixel values 0 and 255), --test-labels, params.yaml (model.*, quantize.*)
+Out: --model int8 .tflite (int8 input and output, per-channel weights); on the test sample
+     --metrics JSON (float vs int8 accuracy, balanced accuracy, per-class recall, the drop),
+     --predictions CSV (a DVC confusion plot), --confusion PNG
+Fails when a tensor on the data path is not int8, an op is outside OpenMV's resolver, or the
+input scale is not 1/255 / zero point not -128. No network access (enforced).
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from maskinspect import CLASSES, cli, models, params as params_mod, tflite_graph
+from maskinspect import CLASSES, cli, models, tflite_graph
 from maskinspect.atomic import atomic_path, write_csv, write_json
+from maskinspect.convert import calibration_sample, convert, pin_input_range
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
+from maskinspect.gates import check_gates
 from maskinspect.labels import read_labelled
 from maskinspect.plots import confusion_matrix
-from maskinspect.quantize import calibration_sample, check_gates, convert, firmware_input, pin_input_range, run_litert
+from maskinspect.runtime import firmware_input, run_litert
 from maskinspect.training import batched_forward, to_input
 
 
 @cli.stage("quantize")
-def main(argv=None):
-    p = cli.parser(__doc__)
-    p.add_argument("--onnx", required=True, type=Path)
-    p.add_argument("--classifier", required=True, type=Path)
-    p.add_argument("--frames", nargs="+", required=True, type=Path)
-    p.add_argument("--train", required=True, type=Path)
-    p.add_argument("--test", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--metrics", required=True, type=Path)
-    p.add_argument("--predictions", required=True, type=Path)
-    p.add_argument("--confusion", required=True, type=Path)
-    args = p.parse_args(argv)
-    params = params_mod.load(args.params)
+def main(args, params):
+    import numpy as np
+
     cfg, model_cfg = params["quantize"], params["model"]
     size = model_cfg["input_size"]
-    cli.pin_threads(params["runtime"]["threads"])
-
     frames = load_shards(args.frames)
-    train_ids, _ = read_labelled(args.train)
-    test_ids, test_labels = read_labelled(args.test)
+    train_ids, _ = read_labelled(args.train_labels)
+    test_ids, test_labels = read_labelled(args.test_labels)
     if not test_ids:
-        raise PipelineError(f"{args.test}: no test frames; the int8 model could not be judged")
+        raise PipelineError(f"{args.test_labels}: no test frames; the int8 model could not be judged")
     position = frames.position()
     order = [position[i] for i in train_ids if i in position]
     if not order:
-        raise PipelineError(f"{args.train}: no training frames to calibrate the int8 model with")
+        raise PipelineError(f"{args.train_labels}: no training frames to calibrate the int8 model with")
     pick = calibration_sample(len(order), cfg["calibration_frames"])
     calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
     pinned = pin_input_range(calibration)
 
     model_bytes = convert(args.onnx, calibration, params["runtime"]["threads"])
-    with atomic_path(args.out, suffix=".tflite") as tmp:  # only a model that passes the gates lands
+    with atomic_path(args.model, suffix=".tflite") as tmp:  # only a model that passes the gates lands
         tmp.write_bytes(model_bytes)
         graph = tflite_graph.read(tmp)
         check_gates(graph)
@@ -68,7 +55,7 @@ def main(argv=None):
     model = models.build_classifier(model_cfg)
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     float_pred = labels_of(batched_forward(model, test_images, size, 256))
-    int8_pred = labels_of(run_litert(args.out, firmware_input(test_images, size)).scores)
+    int8_pred = labels_of(run_litert(args.model, firmware_input(test_images, size)).scores)
     float_report, int8_report = report(test_labels, float_pred), report(test_labels, int8_pred)
 
     def drop(key):

@@ -7,7 +7,8 @@
 # The environment is .venv at the repository root (MASKINSPECT_VENV overrides), made
 # with nothing but Python 3.11 and pip from envs/requirements.lock, hashes required.
 # It is remade when the lock changes (the lock's sha256 is stamped into it, last, so an
-# interrupted install is redone rather than trusted).
+# interrupted install is redone rather than trusted); the project itself is reinstalled (linked,
+# a second) when pyproject.toml changes, so a new command appears in .venv/bin.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,8 @@ venv="${MASKINSPECT_VENV:-$root/.venv}"
 lock="$root/envs/requirements.lock"
 stamp="$venv/.requirements.lock.sha256"
 want="$(sha256sum "$lock" | cut -d' ' -f1)"
+project_stamp="$venv/.pyproject.toml.sha256"
+project_want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
 
 find_python() {
     for candidate in "${PYTHON:-}" python3.11 python3; do
@@ -35,6 +38,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     rm -rf "$venv"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
+    echo "$want" > "$stamp"
+fi
+if [ "$(cat "$project_stamp" 2>/dev/null)" != "$project_want" ]; then
     # The project's own package, linked (not copied) so edits take effect; no build isolation,
     # so the locked setuptools builds it and nothing unpinned is downloaded.
     if ! log="$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
@@ -42,7 +48,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
         echo "$log" >&2
         exit 1
     fi
-    echo "$want" > "$stamp"
+    echo "$project_want" > "$project_stamp"
 fi
 
 export VIRTUAL_ENV="$venv"

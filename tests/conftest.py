@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 import subprocess
@@ -31,6 +32,9 @@ def tiny_params(**overrides) -> dict:
     p["finetune"].update(epochs=3, batch_size=20)
     p["export"].update(parity_frames=8)
     p["quantize"].update(calibration_frames=16)
+    # ../shared beside the repository, wherever the test's copy of it is
+    p["firmware"].update(libraries=str(SHARED / "openmv-libtflm"), frames=4,
+                         calibration_model=str(ENDPOINTAI / "reference" / "lightly_resnet9.tflite"))
     for dotted, value in overrides.items():
         section, _, key = dotted.rpartition(".")
         target = p
@@ -96,23 +100,59 @@ def demo_data(tmp_path_factory) -> Path:
     """Two tiny rendered demo videos, their truth, and their frame shards."""
     work = tmp_path_factory.mktemp("demo")
     write_params(work / "params.yaml", tiny_params())
-    run_script("render_demo.py", "--videos-dir", "videos", "--truth", "truth.csv", cwd=work)
-    for video in sorted((work / "videos").glob("*.mp4")):
-        run_script("extract_frames.py", video, "--frames", f"frames/{video.stem}.npy",
-                   "--index", f"frames/{video.stem}.csv", cwd=work)
+    names = [f"demo-{i:02d}" for i in range(tiny_params()["demo"]["videos"])]
+    run_script("render_demo.py", "--videos", *(f"videos/{n}.mp4" for n in names), "--truth", "truth.csv", cwd=work)
+    for name in names:
+        run_script("extract_frames.py", "--video", f"videos/{name}.mp4", "--frames", f"frames/{name}.npy",
+                   "--index", f"frames/{name}.csv", "--name", name, cwd=work)
     return work
 
 
 @pytest.fixture(scope="session")
-def tiny_build(tmp_path_factory) -> Path:
-    """A copy of the repository with tiny params (a git repository, as a clone is), built end
-    to end by Snakemake. Tests may add commits and tags but leave the built files as they are."""
-    work = copy_repo(tmp_path_factory.mktemp("build") / "repo")
+def tiny_source(tmp_path_factory) -> Path:
+    """A copy of the repository with tiny params, committed and not built: what a clean clone
+    starts from. Tests clone it; none changes it."""
+    work = copy_repo(tmp_path_factory.mktemp("source") / "repo")
     write_params(work / "params.yaml", tiny_params())
     subprocess.run([sys.executable, "scripts/sync_dvc.py"], cwd=work, check=True, capture_output=True, env=venv_env())
-    init_git(work)
+    return init_git(work)
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_source, tmp_path_factory) -> Path:
+    """A clone of tiny_source built end to end by Snakemake. Tests may add commits and tags but
+    leave the built files as they are (a test that changes files works on a copy)."""
+    work = tmp_path_factory.mktemp("build") / "repo"
+    git(work.parent, "clone", "-q", str(tiny_source), str(work))
+    git(work, "config", "user.email", "test@example.invalid")
+    git(work, "config", "user.name", "test")
     result = subprocess.run(["snakemake", "--cores", "2", "--quiet", "rules"], cwd=work, capture_output=True,
                             text=True, env=venv_env())
     if result.returncode != 0:
         raise AssertionError(f"tiny Snakemake build failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return work
+
+
+@pytest.fixture()
+def built_copy(tiny_build, tmp_path) -> Path:
+    """A copy of the tiny build (files, times, git and DVC state) that one test may change."""
+    copy = tmp_path / "built"
+    shutil.copytree(tiny_build, copy, symlinks=True)
+    return copy
+
+
+def outputs_state(root: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every output dvc.lock records, and of dvc.lock itself."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    paths = sorted({o["path"] for st in lock.values() for o in st.get("outs", [])} | {"dvc.lock"})
+    return {p: (hashlib.sha256((root / p).read_bytes()).hexdigest(), (root / p).stat().st_mtime_ns) for p in paths}
+
+
+def files_state(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every file under root, but for those under the `skip` folders."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not p.is_symlink() and not rel.startswith(skip):
+            out[rel] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return out

@@ -18,8 +18,8 @@ def work(demo_data, tmp_path):
 
 def run_annotate(tmp_path, demo_data, labels):
     shards = sorted((demo_data / "frames").glob("*.npy"))
-    return run_script("annotate.py", "--selected", "selected.csv", "--test", "test.csv", "--frames", *shards,
-                      "--labels", labels, "--train-out", "labels/train.csv", "--test-out", "labels/test.csv",
+    return run_script("annotate.py", "--selected", "selected.csv", "--test-sample", "test.csv", "--frames", *shards,
+                      "--labels", labels, "--train-labels", "labels/train.csv", "--test-labels", "labels/test.csv",
                       cwd=tmp_path, check=False)
 
 

@@ -82,7 +82,8 @@ def test_render_stage_writes_h264_videos_and_truth_deterministically(tmp_path):
     write_params(tmp_path / "params.yaml", params)
     digests = []
     for run in ("a", "b"):
-        run_script("render_demo.py", "--videos-dir", f"{run}/videos", "--truth", f"{run}/truth.csv", cwd=tmp_path)
+        run_script("render_demo.py", "--videos", f"{run}/videos/demo-00.mp4", f"{run}/videos/demo-01.mp4",
+                   "--truth", f"{run}/truth.csv", cwd=tmp_path)
         files = sorted((tmp_path / run / "videos").glob("*.mp4")) + [tmp_path / run / "truth.csv"]
         digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
     assert digests[0] == digests[1]

@@ -11,15 +11,23 @@ import numpy as np
 import pytest
 
 from conftest import run_script, tiny_params, write_params
-from maskinspect import CLASSES, tflite_graph, tflm
+from maskinspect import CLASSES, runtime, tflite_graph
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
 from maskinspect.openmv_emulator import Emulator, rgb565
-from maskinspect.quantize import calibration_sample, firmware_input, gate_problems, no_network, pin_input_range
+from maskinspect.convert import calibration_sample, no_network, pin_input_range
+from maskinspect.gates import gate_problems
+from maskinspect.runtime import firmware_input
 
 
 def shards(build):
     return sorted((build / "data" / "frames").glob("*.npy"))
+
+
+def bundle_outputs(folder):
+    return ["--bundle-model", f"{folder}/openmv/model.tflite", "--bundle-labels", f"{folder}/openmv/model.txt",
+            "--bundle-main", f"{folder}/openmv/main.py", "--manifest", f"{folder}/openmv/manifest.json",
+            "--zip", f"{folder}/openmv.zip"]
 
 
 def test_float_and_int8_figures_are_reported(tiny_build):
@@ -37,8 +45,8 @@ def test_float_and_int8_figures_are_reported(tiny_build):
 def test_export_fails_over_its_tolerance_and_leaves_no_model(tiny_build, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params(**{"export.tolerance": 1e-12}))
     result = run_script("export_onnx.py", "--classifier", tiny_build / "models/classifier.safetensors",
-                        "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
-                        "--out", "m.onnx", "--metrics", "m.json", cwd=tmp_path, check=False)
+                        "--frames", *shards(tiny_build), "--test-labels", tiny_build / "data/labels/test.csv",
+                        "--onnx", "m.onnx", "--metrics", "m.json", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "ONNX logits differ from torch by" in result.stderr
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
 
@@ -50,8 +58,8 @@ def test_export_bytes_do_not_depend_on_the_cpu_path(tiny_build, tmp_path):
     exported = []
     for path in ("AVX2", "COMPATIBLE"):
         run_script("export_onnx.py", "--classifier", tiny_build / "models/classifier.safetensors",
-                   "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
-                   "--out", f"{path}.onnx", "--metrics", f"{path}.json", cwd=tmp_path, env={"MKL_CBWR": path})
+                   "--frames", *shards(tiny_build), "--test-labels", tiny_build / "data/labels/test.csv",
+                   "--onnx", f"{path}.onnx", "--metrics", f"{path}.json", cwd=tmp_path, env={"MKL_CBWR": path})
         exported.append((tmp_path / f"{path}.onnx").read_bytes())
     assert exported[0] == exported[1] == (tiny_build / "models/classifier.onnx").read_bytes()
 
@@ -142,8 +150,9 @@ def test_bundle_stage_refuses_a_model_that_fails_a_gate(tiny_build, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params())
     result = run_script("bundle.py", "--model", bad, "--main", tiny_build / "openmv/main.py",
                         "--quantize-metrics", tiny_build / "metrics/quantize.json",
-                        "--tflm-metrics", tiny_build / "metrics/tflm.json", "--out-dir", "dist/openmv",
-                        "--zip", "dist/openmv.zip", cwd=tmp_path, check=False)
+                        "--tflm-metrics", tiny_build / "metrics/tflm.json",
+                        "--firmware-metrics", tiny_build / "metrics/firmware.json", *bundle_outputs("dist"),
+                        cwd=tmp_path, check=False)
     assert result.returncode == 1 and "not fit for the camera" in result.stderr
     assert not (tmp_path / "dist").exists()
 
@@ -183,11 +192,12 @@ def test_quantize_runs_with_networking_blocked(tiny_build, tmp_path):
     assert probe.returncode != 0  # no network in the namespace
     b = tiny_build
     run_script("export_onnx.py", "--classifier", b / "models/classifier.safetensors", "--frames", *shards(b),
-               "--test", b / "data/labels/test.csv", "--out", "c.onnx", "--metrics", "e.json", cwd=tmp_path)
+               "--test-labels", b / "data/labels/test.csv", "--onnx", "c.onnx", "--metrics", "e.json", cwd=tmp_path)
     exported = (tmp_path / "c.onnx").read_bytes()
     run_script("quantize.py", "--onnx", tmp_path / "c.onnx", "--classifier", b / "models/classifier.safetensors",
-               "--frames", *shards(b), "--train", b / "data/labels/train.csv", "--test", b / "data/labels/test.csv",
-               "--out", "q.tflite", "--metrics", "q.json", "--predictions", "q.csv", "--confusion", "q.png",
+               "--frames", *shards(b), "--train-labels", b / "data/labels/train.csv",
+               "--test-labels", b / "data/labels/test.csv",
+               "--model", "q.tflite", "--metrics", "q.json", "--predictions", "q.csv", "--confusion", "q.png",
                cwd=tmp_path, prefix=("unshare", "-rn"))
     # Same bytes as the build's own run: deterministic, and no sample images fetched.
     assert (tmp_path / "q.tflite").read_bytes() == (b / "models/classifier_int8.tflite").read_bytes()
@@ -203,16 +213,15 @@ def test_tflm_metrics_and_arena_bound(tiny_build):
     model = (tiny_build / "models/classifier_int8.tflite").read_bytes()
     assert m["model_bytes"] == len(model) < 128 * 1024
     arena = m["arena_bytes"]
-    assert tflm.fits(model, arena) and not tflm.fits(model, arena - 16)
+    assert runtime.fits(model, arena) and not runtime.fits(model, arena - 16)
     assert m["macs"] == 33_357_920 // 2  # every conv and the head: torch's FLOP count / 2
     assert m["litert_agreement"]["argmax_identical"] >= 0.95 and m["litert_agreement"]["max_diff_lsb"] <= 3
-    assert "MOp/s per MHz" in m["latency_assumption"]
 
 
 def test_tflm_budget_gate(tiny_build, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params(**{"tflm.max_arena_bytes": 50_000}))
     result = run_script("tflm_check.py", "--model", tiny_build / "models/classifier_int8.tflite",
-                        "--frames", *shards(tiny_build), "--test", tiny_build / "data/labels/test.csv",
+                        "--frames", *shards(tiny_build), "--test-labels", tiny_build / "data/labels/test.csv",
                         "--metrics", "t.json", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "over tflm.max_arena_bytes 50000" in result.stderr
     assert not (tmp_path / "t.json").exists()
@@ -228,7 +237,10 @@ def test_bundle_manifest_describes_its_files(tiny_build):
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     assert (folder / "model.txt").read_text() == "bad\ngood\nno_mask\n"
     assert (folder / "main.py").read_bytes() == (tiny_build / "openmv/main.py").read_bytes()
-    assert manifest["metrics"]["arena_bytes"] == json.loads((tiny_build / "metrics/tflm.json").read_text())["arena_bytes"]
+    firmware = json.loads((tiny_build / "metrics/firmware.json").read_text())
+    assert manifest["metrics"]["arena_bytes"] == firmware["arena_bytes"]
+    assert manifest["firmware"]["minimum"] == "4.5.6" == firmware["minimum_firmware"]
+    assert manifest["metrics"]["latency_ms"]["band"] == firmware["latency"]["ms_band"]
     assert set(manifest["source"]) == {"revision", "dirty"}
 
 
@@ -236,9 +248,10 @@ def test_bundle_zip_is_byte_stable(tiny_build, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params())
     b = tiny_build
     args = ["--model", b / "models/classifier_int8.tflite", "--main", b / "openmv/main.py",
-            "--quantize-metrics", b / "metrics/quantize.json", "--tflm-metrics", b / "metrics/tflm.json"]
+            "--quantize-metrics", b / "metrics/quantize.json", "--tflm-metrics", b / "metrics/tflm.json",
+            "--firmware-metrics", b / "metrics/firmware.json"]
     for run in ("a", "b"):
-        run_script("bundle.py", *args, "--out-dir", f"{run}/openmv", "--zip", f"{run}/openmv.zip", cwd=tmp_path)
+        run_script("bundle.py", *args, *bundle_outputs(run), cwd=tmp_path)
     assert (tmp_path / "a/openmv.zip").read_bytes() == (tmp_path / "b/openmv.zip").read_bytes()
 
 
@@ -260,7 +273,7 @@ def test_bundle_main_py_runs_on_an_emulated_camera(tiny_build, firmware):
     model = (tiny_build / "dist/openmv/model.tflite").read_bytes()
     fed = firmware_input(np.stack([rgb565(np.asarray(i)) for i in images]), 64)
     assert np.array_equal(np.stack(run.input_fed), fed)
-    answers = tflm.run(model, fed, tflm.smallest_arena(model)).argmax(1)
+    answers = runtime.run_tflm(model, fed, runtime.smallest_arena(model)).argmax(1)
     assert printed == [CLASSES[i] for i in answers]
     # ...which score against the labels as the host's int8 evaluation of the same frames does.
     host = run_host_int8(tiny_build, images)
@@ -275,6 +288,6 @@ def test_bundle_main_py_runs_on_an_emulated_camera(tiny_build, firmware):
 
 def run_host_int8(build, images):
     from maskinspect.evaluation import labels_of
-    from maskinspect.quantize import run_litert
+    from maskinspect.runtime import run_litert
 
     return labels_of(run_litert(build / "models/classifier_int8.tflite", firmware_input(images, 64)).scores)

@@ -1,6 +1,7 @@
 """The frames stage: counts, sizes, ids, determinism, other video formats, and bad files."""
 import hashlib
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def work(tmp_path):
 def extract(work, video, *, check=True, params=None):
     if params is not None:
         write_params(work / "params.yaml", params)
-    return run_script("extract_frames.py", video, "--frames", "out/v.npy", "--index", "out/v.csv", cwd=work,
+    return run_script("extract_frames.py", "--video", video, "--frames", "out/v.npy", "--index", "out/v.csv",
+                      "--name", Path(video).stem, cwd=work,
                       check=check)
 
 
@@ -134,7 +136,7 @@ def test_bad_files_stop_with_one_line_and_no_output(work, demo_data):
         assert result.returncode == 1, name
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (name, lines)
-        assert lines[0].startswith(f"frames: error: {work / name}: ") and expected in lines[0], lines[0]
+        assert lines[0].startswith(f"extract_frames: error: {work / name}: ") and expected in lines[0], lines[0]
         assert not (work / "out").exists() or not any((work / "out").iterdir()), name
     missing = extract(work, work / "nowhere.mp4", check=False)
     assert missing.returncode == 1 and "no such file" in missing.stderr

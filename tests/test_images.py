@@ -26,6 +26,13 @@ def folders(demo_data, tmp_path_factory):
     return root
 
 
+def pack(train_dir, test_dir, cwd, check=True):
+    return run_script("pack_images.py", "--train-dir", train_dir, "--test-dir", test_dir,
+                      "--train-frames", "t.npy", "--train-index", "t.csv", "--train-labels", "l.csv",
+                      "--test-frames", "test.npy", "--test-index", "test.csv", "--test-labels", "test-labels.csv",
+                      cwd=cwd, check=check)
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -42,8 +49,7 @@ def test_pack_images_writes_a_shard_and_leaves_test_images_out_of_training(folde
         train_images = sorted((folders / "train").rglob("*.jpg"))
         expected = {p.stem for p in train_images if sha256(p) not in test_digests}
         leaked = {p.stem for p in train_images} - expected
-        result = run_script("pack_images.py", folders / "train", "--exclude", folders / "test",
-                            "--frames", "t.npy", "--index", "t.csv", "--labels", "l.csv", cwd=tmp_path)
+        result = pack(folders / "train", folders / "test", tmp_path)
     finally:
         (folders / "train" / "no_mask" / "copy-000001.jpg").unlink()
     assert "copy-000001" in leaked and "copy-000001.jpg is also in" in result.stderr
@@ -63,10 +69,9 @@ def test_pack_images_names_an_unknown_class_folder(folders, tmp_path):
     odd = tmp_path / "odd"
     shutil.copytree(folders / "test", odd)
     (odd / "good").rename(odd / "fine")
-    result = run_script("pack_images.py", odd, "--frames", "t.npy", "--index", "t.csv", "--labels", "l.csv",
-                        cwd=tmp_path, check=False)
+    result = pack(odd, folders / "test", tmp_path, check=False)
     assert result.returncode == 1 and "unknown class folder 'fine'" in result.stderr
-    assert not (tmp_path / "t.npy").exists()
+    assert not (tmp_path / "t.npy").exists() and not (tmp_path / "test.npy").exists()
 
 
 def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, tmp_path):

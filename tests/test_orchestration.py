@@ -1,8 +1,8 @@
 """One graph, two front ends: the same stages and commands, stale-only rebuilds in both,
 agreement after either, and the same bytes from either.
 
-The module builds a tiny project once (a git repository with DVC, as a clone is) and then
-changes it step by step; the tests run in file order.
+The tiny project is built once (the session's tiny_build); every test that changes anything
+works on its own copy, so each test passes alone (`-k`) and in any order.
 """
 import hashlib
 import os
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_repo, git, init_git, tiny_params, venv_env, write_params
-from maskinspect import params as params_mod, pipeline
+from conftest import ROOT, git, tiny_params, venv_env, write_params
+from maskinspect import params as params_mod
+from maskinspect.workflow import dvcfile, stages
 
 
 def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -33,6 +34,11 @@ def snakemake_jobs(cwd: Path, *extra: str) -> list[str]:
     return sorted(j for j in jobs if j != "all")
 
 
+def ran(output: str) -> list[str]:
+    """Rules a Snakemake build ran, from its log."""
+    return sorted(j for j in re.findall(r"^(?:local)?rule (\w+):", output, re.M) if j != "all")
+
+
 def dvc_ran(output: str) -> list[str]:
     return sorted(re.findall(r"Running stage '([^']+)'", output))
 
@@ -43,37 +49,32 @@ def artifact_hashes(root: Path) -> dict[str, str]:
     return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in paths}
 
 
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> Path:
-    """The tiny project, committed, not built: what a clean clone starts from."""
-    work = copy_repo(tmp_path_factory.mktemp("orchestration") / "origin")
-    write_params(work / "params.yaml", tiny_params())
-    sh(work, "python", "scripts/sync_dvc.py")
-    return init_git(work)
+@pytest.fixture()
+def built(built_copy) -> Path:
+    return built_copy
 
 
-@pytest.fixture(scope="module")
-def built(origin, tmp_path_factory) -> Path:
-    """A clone of the project built by Snakemake."""
-    clone = tmp_path_factory.mktemp("snakemake") / "clone"
-    sh(origin.parent, "git", "clone", "-q", str(origin), str(clone))
-    sh(clone, "snakemake", "--cores", "2")
-    return clone
+def test_dvc_yaml_is_generated_from_the_table():
+    params = params_mod.load_raw(ROOT / "params.yaml")
+    assert dvcfile.is_current(ROOT, stages.graph(params, ROOT), params)
 
 
-def test_dvc_yaml_is_generated_from_the_definition():
-    params = params_mod.load(ROOT / "params.yaml")
-    assert (ROOT / "dvc.yaml").read_text() == pipeline.dvc_yaml_text(params, ROOT)
-
-
-def test_both_front_ends_describe_the_same_graph(origin):
+def test_both_front_ends_describe_the_same_graph(tiny_source):
     """Every DVC stage is a Snakemake job with the same command, inputs and outputs."""
     from dvc.repo import Repo
 
+    origin = tiny_source
     with Repo(str(origin)) as repo:
         dvc = {}
         for stage in repo.index.stages:
-            deps = {d.def_path for d in stage.deps if not d.def_path.endswith("params.yaml")}
+            deps = set()
+            for d in stage.deps:
+                if d.def_path.endswith("params.yaml"):
+                    continue
+                folder = (origin / d.def_path)
+                # a folder is one DVC dependency and, to Snakemake, the files in it
+                deps |= ({str(Path(d.def_path) / f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()}
+                         if folder.is_dir() else {d.def_path})
             dvc[stage.cmd] = (stage.name, deps, {o.def_path for o in stage.outs})
     out = sh(origin, "snakemake", "-n", "-p", "--forceall").stdout
     jobs = {}
@@ -83,10 +84,11 @@ def test_both_front_ends_describe_the_same_graph(origin):
         if m and cmd and m.group(1) != "all":
             inputs = {i for i in m.group(2).split(", ") if not i.startswith(".snakemake/stage-settings/")}
             jobs[cmd.group(1).strip()] = (m.group(1), inputs, set(m.group(3).split(", ")))
+    assert len(jobs) == len(dvc) >= 12
     assert set(jobs) == set(dvc)
     for cmd, (rule, inputs, outputs) in jobs.items():
         name, deps, outs = dvc[cmd]
-        assert name.split("@")[0] == rule
+        assert name.split("@")[0] == rule and cmd.startswith(f"python scripts/{rule}.py ")
         assert inputs == deps, name
         assert outputs == outs, name
 
@@ -94,17 +96,21 @@ def test_both_front_ends_describe_the_same_graph(origin):
 def test_second_run_does_nothing_and_both_front_ends_agree(built):
     second = sh(built, "snakemake", "--cores", "2")
     assert "Nothing to be done" in second.stdout + second.stderr
-    status = sh(built, "dvc", "status")
-    assert "Data and pipelines are up to date." in status.stdout
-    repro = sh(built, "dvc", "repro")
-    assert dvc_ran(repro.stdout) == []
+    assert "Data and pipelines are up to date." in sh(built, "dvc", "status").stdout
+    assert dvc_ran(sh(built, "dvc", "repro").stdout) == []
 
 
 def test_fresh_file_times_rebuild_nothing(built):
-    """What `git checkout` or `dvc pull` do to times: every file touched, in any order."""
-    files = [p for p in built.rglob("*") if p.is_file() and ".git" not in p.parts]
+    """What `git checkout` or `dvc pull` do to times: every file touched, in any order. A dry run
+    only says so; a build puts the times back in order and rebuilds nothing."""
+    files = [p for p in built.rglob("*") if p.is_file() and ".git" not in p.parts and ".dvc" not in p.parts]
     for p in sorted(files, reverse=True):
         os.utime(p)
+    dry = sh(built, "snakemake", "-n")
+    assert "have outputs older than their inputs; a build first puts the times" in dry.stderr
+    build = sh(built, "snakemake", "--cores", "2")
+    assert ran(build.stdout + build.stderr) == []
+    assert "hold the bytes dvc.lock records; their output times were put in order" in build.stderr
     assert snakemake_jobs(built) == []
 
 
@@ -123,16 +129,12 @@ def test_a_last_stage_param_reruns_only_that_stage(built):
     assert snakemake_jobs(built) == []  # and Snakemake agrees afterwards
 
 
-def test_snakemake_and_dvc_builds_give_the_same_bytes(origin, built, tmp_path):
-    """A second clean clone built by `dvc repro`: every artifact byte-identical."""
+def test_snakemake_and_dvc_builds_give_the_same_bytes(tiny_build, tiny_source, tmp_path):
+    """A clean clone built by `dvc repro`: every artifact byte-identical to the Snakemake build."""
     clone = tmp_path / "dvc-clone"
-    sh(origin.parent, "git", "clone", "-q", str(origin), str(clone))
+    git(tmp_path, "clone", "-q", str(tiny_source), str(clone))
     sh(clone, "dvc", "repro")
-    params = yaml.safe_load((built / "params.yaml").read_text())
-    params["bundle"] = tiny_params()["bundle"]
-    write_params(built / "params.yaml", params)
-    sh(built, "snakemake", "--cores", "2")
-    ours, theirs = artifact_hashes(built), artifact_hashes(clone)
+    ours, theirs = artifact_hashes(tiny_build), artifact_hashes(clone)
     assert len(ours) > 20 and ours == theirs
 
 
@@ -153,9 +155,18 @@ def test_replacing_one_video_rebuilds_only_its_frames_and_what_follows(built):
     # Replace line-b with another video of the same length.
     shutil.copy(built / "data/demo/videos/demo-00.mp4", built / "data/videos/line-b.mp4")
     jobs = snakemake_jobs(built)
-    assert jobs.count("frames") == 1 and "render_demo" not in jobs
-    assert "frames" in jobs and {"pretrain", "finetune", "bundle"} <= set(jobs)
+    assert jobs.count("extract_frames") == 1 and "render_demo" not in jobs
+    assert {"pretrain", "finetune", "bundle"} <= set(jobs)
     dry = sh(built, "snakemake", "-n").stdout
     assert "data/frames/line-b.npy" in dry and "output: data/frames/line-a.npy" not in dry
     status = sh(built, "dvc", "status").stdout
-    assert "frames@line-b" in status and "frames@line-a" not in status
+    assert "extract_frames@line-b" in status and "extract_frames@line-a" not in status
+
+
+def test_a_snakemake_config_override_is_refused_with_one_line(tiny_source):
+    for args in (["--config", "finetune={epochs: 5}"], ["--configfile", str(ROOT / "params.yaml")]):
+        result = sh(tiny_source, "snakemake", "-n", *args, check=False)
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Snakefile: error:")]
+        assert errors == ["Snakefile: error: settings live in params.yaml: edit it, or run "
+                          "`dvc exp run -S key=value`; Snakemake's --config and --configfile are not used"]

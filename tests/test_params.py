@@ -81,7 +81,7 @@ def test_a_stage_rejects_bad_params_with_one_line_and_writes_nothing(tmp_path):
     p = repo_params()
     p["frames"]["size"] = 8
     write_params(tmp_path / "params.yaml", p)
-    result = run_script("render_demo.py", "--videos-dir", "v", "--truth", "t.csv", cwd=tmp_path, check=False)
+    result = run_script("render_demo.py", "--videos", "v/a.mp4", "--truth", "t.csv", cwd=tmp_path, check=False)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("render_demo: error: params.yaml: frames.size:")
@@ -90,6 +90,6 @@ def test_a_stage_rejects_bad_params_with_one_line_and_writes_nothing(tmp_path):
 
 def test_pattern_errors_explain_themselves():
     p = repo_params()
-    p["bundle"]["min_firmware"] = "3.6.4"
-    assert error_of(p) == ("params.yaml: bundle.min_firmware: '3.6.4' is not valid "
-                           "(oldest OpenMV firmware for main.py; the ml module it uses appeared in 4.5.6)")
+    p["firmware"]["claims"][0]["firmware"] = "3.6.4"
+    assert error_of(p) == ("params.yaml: firmware.claims.0.firmware: '3.6.4' is not valid "
+                           "(an OpenMV firmware version; main.py's ml module appeared in 4.5.6)")

@@ -114,9 +114,9 @@ def test_push_and_pull_through_s3(published, seaweedfs, tmp_path):
     dvc(clone, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
     dvc(clone, "pull")
     assert outputs(clone) == outputs(published)
-    # Pulled files have fresh times in any order: Snakemake still has nothing to do.
-    dry = subprocess.run(["snakemake", "-n"], cwd=clone, capture_output=True, text=True, env=venv_env())
-    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+    # Pulled files have fresh times in any order: a Snakemake build puts them in order, rebuilds nothing.
+    build = subprocess.run(["snakemake", "--cores", "2"], cwd=clone, capture_output=True, text=True, env=venv_env())
+    assert build.returncode == 0 and "Nothing to be done" in build.stdout + build.stderr, build.stderr[-2000:]
 
 
 def test_push_and_pull_through_a_directory(published, tmp_path):
@@ -158,3 +158,85 @@ def test_a_remote_that_is_down_gives_one_clear_error(published):
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1, result.stderr
     assert f"127.0.0.1:{closed}" in errors[0], errors[0]
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback to `upstream` that goes away for good (closes every connection and
+    stops listening) once `limit` bytes have passed towards the server: a remote lost mid-push."""
+
+    def __init__(self, upstream: tuple[str, int], limit: int):
+        import threading
+
+        self.upstream, self.limit, self.sent = upstream, limit, 0
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.gone = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while not self.gone.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self.lock:
+                self.sockets += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, counted):
+        try:
+            while data := src.recv(65536):
+                if counted:
+                    with self.lock:
+                        self.sent += len(data)
+                        over = self.sent > self.limit
+                    if over:
+                        self.go_away()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def go_away(self):
+        self.gone.set()
+        with self.lock:
+            for s in [self.server, *self.sockets]:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+
+def test_a_remote_lost_in_the_middle_of_a_push_loses_nothing_and_a_second_push_completes(published, seaweedfs,
+                                                                                          tmp_path):
+    host, port = seaweedfs.rsplit(":", 1)
+    proxy = CuttingProxy(("127.0.0.1", int(port)), limit=400_000)  # a fraction of the build's 3 MB
+    dvc(published, "remote", "add", "--local", "flaky", "s3://maskinspect/flaky")
+    dvc(published, "remote", "modify", "--local", "flaky", "endpointurl", f"http://127.0.0.1:{proxy.port}")
+    before = {p: (published / p).read_bytes() for p in ("dvc.lock", "dist/openmv.zip", "models/backbone.safetensors")}
+    cache = sorted(p.relative_to(published) for p in (published / ".dvc/cache").rglob("*") if p.is_file())
+    first = dvc(published, "push", "-r", "flaky", check=False, AWS_MAX_ATTEMPTS="1")
+    assert proxy.gone.is_set() and first.returncode != 0
+    assert len([line for line in first.stderr.splitlines() if line.startswith("ERROR")]) == 1, first.stderr
+    assert {p: (published / p).read_bytes() for p in before} == before  # local state intact
+    assert sorted(p.relative_to(published) for p in (published / ".dvc/cache").rglob("*") if p.is_file()) == cache
+    # The remote is back (here: reached without the proxy): a second push completes.
+    dvc(published, "remote", "modify", "--local", "flaky", "endpointurl", seaweedfs)
+    second = dvc(published, "push", "-r", "flaky")
+    assert "pushed" in second.stdout
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(published), str(clone))
+    dvc(clone, "remote", "add", "--local", "flaky", "s3://maskinspect/flaky")
+    dvc(clone, "remote", "modify", "--local", "flaky", "endpointurl", seaweedfs)
+    dvc(clone, "remote", "modify", "--local", "flaky", "verify", "true")
+    dvc(clone, "pull", "-r", "flaky")
+    assert outputs(clone) == outputs(published)

@@ -58,7 +58,7 @@ def test_select_stage_writes_lists_and_map(demo_data, tmp_path):
         f.write("frame_id\n" + "\n".join(ids) + "\n")
     indexes = sorted((demo_data / "frames").glob("*.csv"))
     run_script("select_frames.py", "--embeddings", "emb.npy", "--ids", "ids.csv", "--index", *indexes,
-               "--selected", "sel.csv", "--test", "test.csv", "--map", "map.png", cwd=tmp_path)
+               "--selected", "sel.csv", "--test-sample", "test.csv", "--map", "map.png", cwd=tmp_path)
     with (tmp_path / "sel.csv").open() as f:
         selected = [r["frame_id"] for r in csv.DictReader(f)]
     with (tmp_path / "test.csv").open() as f:
@@ -68,6 +68,6 @@ def test_select_stage_writes_lists_and_map(demo_data, tmp_path):
     (tmp_path / "ids.csv").write_text("frame_id\nnope-000001\n")  # an id no index knows
     np.save(tmp_path / "emb.npy", emb[:1])
     bad = run_script("select_frames.py", "--embeddings", "emb.npy", "--ids", "ids.csv", "--index", *indexes,
-                     "--selected", "s2.csv", "--test", "t2.csv", "--map", "m2.png", cwd=tmp_path, check=False)
+                     "--selected", "s2.csv", "--test-sample", "t2.csv", "--map", "m2.png", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "frame nope-000001 is in no frame index" in bad.stderr
     assert not (tmp_path / "s2.csv").exists()

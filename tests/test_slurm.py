@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, git, venv_env
-from maskinspect import params as params_mod, pipeline
+from maskinspect import params as params_mod
+from maskinspect.workflow import stages
 from slurm_cluster import DEFAULT_CONF, missing_tools, slurm_cluster
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,7 @@ def test_demo_pipeline_on_slurm_gives_the_local_bundle(tmp_path):
     log = result.stdout + result.stderr
     jobs = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
     # One job per stage instance (frames: one per video); `all` runs locally.
-    instances = len(pipeline.instances(pipeline.stages(params_mod.load(clone / "params.yaml"), clone)))
+    instances = len(stages.graph(params_mod.load_raw(clone / "params.yaml"), clone).instances())
     assert instances == 1 + 4 + 9  # render_demo, frames x 4 videos, pretrain ... bundle
     assert len(jobs) == instances, log[-3000:]
     completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", completions))

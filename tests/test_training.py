@@ -22,7 +22,8 @@ def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 3, "pretrain.batch_size": 40}))
     shards = sorted((demo_data / "frames").glob("*.npy"))
     for run in ("a", "b"):
-        run_script("pretrain.py", "--frames", *shards, "--out", f"{run}.safetensors", "--loss", f"{run}.csv", cwd=tmp_path)
+        run_script("pretrain.py", "--frames", *shards, "--backbone", f"{run}.safetensors", "--loss", f"{run}.csv",
+                   cwd=tmp_path)
     assert sha(tmp_path / "a.safetensors") == sha(tmp_path / "b.safetensors")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     losses = [float(line.split(",")[1]) for line in (tmp_path / "a.csv").read_text().splitlines()[1:]]
@@ -35,8 +36,8 @@ def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
 def test_published_checkpoint_used_as_is(demo_data, tmp_path):
     ckpt = ENDPOINTAI / "reference" / "pretrained.ckpt"
     write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0, "pretrain.init": str(ckpt)}))
-    run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
-               "--out", "b.safetensors", "--loss", "l.csv", cwd=tmp_path)
+    run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")), "--init", ckpt,
+               "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path)
     ours = models.load_weights(tmp_path / "b.safetensors")
     published = models.read_lightly_checkpoint(ckpt)
     assert all(np.array_equal(ours[k].numpy(), published[k].numpy()) for k in published)
@@ -46,7 +47,7 @@ def test_published_checkpoint_used_as_is(demo_data, tmp_path):
 def test_pretrain_epochs_zero_needs_weights(demo_data, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0}))
     result = run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
-                        "--out", "b.safetensors", "--loss", "l.csv", cwd=tmp_path, check=False)
+                        "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "pretrain.epochs is 0 but pretrain.init names no weights" in result.stderr
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from .. import tflm
-from ..quantize import firmware_input
+from .. import runtime
+from ..runtime import firmware_input
 
 FRAMESIZES = {"QQVGA": (160, 120), "QVGA": (320, 240), "VGA": (640, 480), "B64X64": (64, 64),
               "B128X128": (128, 128), "B160X160": (160, 160), "B320X320": (320, 320), "B64X32": (64, 32),
@@ -125,7 +125,7 @@ class Emulator:
                 from .. import tflite_graph
 
                 self.path = Path(path)
-                self._bytes = tflm.read_model(self.path)
+                self._bytes = runtime.read_model(self.path)
                 graph = tflite_graph.read(self.path)
                 inp, out = graph.input(), graph.output()
                 self.input_shape = [tuple(inp.shape)]
@@ -134,8 +134,8 @@ class Emulator:
                 self.input_scale, self.input_zero_point = inp.scale[0], inp.zero_point[0]
                 self.output_scale, self.output_zero_point = out.scale[0], out.zero_point[0]
                 self.len = len(self._bytes)
-                self.ram = tflm.smallest_arena(self._bytes)
-                self._interp = tflm.interpreter(self._bytes, self.ram)
+                self.ram = runtime.smallest_arena(self._bytes)
+                self._interp = runtime.interpreter(self._bytes, self.ram)
                 self.labels = None
                 labels_file = self.path.with_suffix(".txt")
                 if emu.firmware >= (4, 7, 0) and labels_file.exists():

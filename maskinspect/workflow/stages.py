@@ -1,0 +1,179 @@
+"""THE TABLE: every stage of the pipeline, in the order the data flows.
+
+Each stage is a Snakemake rule, a DVC stage and `scripts/<name>.py`. Its files are named once,
+by role; the command line both front ends run is `python scripts/<name>.py --params params.yaml`
+followed by `--<role> <files>` for each input and output, `--<option> <value>` for each option,
+and `--log logs/<name>/...`. See declare.py for what a role's value may be, and layout.py for
+the names in From(...), Shards(...) and Folder(...). To add a stage: one entry here, and its
+script (whose `main` takes the roles as arguments: maskinspect.cli).
+"""
+from __future__ import annotations
+
+from .declare import Folder, From, Shards, Stage
+from .layout import DEMO_TRUTH, Layout
+
+BACKBONE = "models/backbone.safetensors"
+CLASSIFIER = "models/classifier.safetensors"
+ONNX = "models/classifier.onnx"
+INT8 = "models/classifier_int8.tflite"
+SELECTED = "data/selection/selected.csv"
+TEST_SAMPLE = "data/selection/test.csv"
+TRAIN = "data/labels/train.csv"
+TEST = "data/labels/test.csv"
+OPENMV_OPS = "maskinspect/openmv_tflm_ops.txt"
+HARNESS = ("maskinspect/firmware/harness.cc", "maskinspect/firmware/startup.c", "maskinspect/firmware/mps2_an500.ld")
+
+# What a cluster job asks for (mem_mb in MB, runtime in minutes; the SLURM profile may override).
+# Training stages ask for a GPU; MASKINSPECT_GPUS=0 asks for none. Resources never change a result.
+SMALL = {"mem_mb": 2000, "runtime": 20}
+
+
+def training(mem_mb: int, runtime: int) -> dict:
+    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": 1}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("render_demo", when="demo",
+          doc="synthetic production-line videos and the ground truth of every frame",
+          inputs={},
+          outputs={"videos": From("demo_videos", many=True), "truth": DEMO_TRUTH},
+          params=("demo",)),
+
+    Stage("extract_frames", foreach="videos",
+          doc="one video's frames, centre-cropped and scaled, as a shard with its index",
+          inputs={"video": "{item.path}"},
+          outputs={"frames": "data/frames/{item}.npy", "index": "data/frames/{item}.csv"},
+          options={"name": "{item}"},
+          params=("frames",)),
+
+    Stage("pack_images", when="images",
+          doc="labelled image folders (<dir>/<class>/*.jpg) as frame shards and labels",
+          inputs={"train_dir": Folder("images_dir"), "test_dir": Folder("test_dir")},
+          outputs={"train_frames": "data/frames/images-train.npy", "train_index": "data/frames/images-train.csv",
+                   "train_labels": TRAIN,
+                   "test_frames": "data/frames/images-test.npy", "test_index": "data/frames/images-test.csv",
+                   "test_labels": TEST},
+          params=("frames",)),
+
+    Stage("pretrain",
+          doc="SimCLR self-supervised pretraining of the backbone on the frames, no labels",
+          inputs={"frames": Shards("train_shards"), "init": From("pretrain_init", optional=True)},
+          outputs={"backbone": BACKBONE, "loss": "metrics/pretrain_loss.csv"},
+          params=("model", "pretrain", "runtime.threads"),
+          plots={"loss": {"x": "epoch", "y": "loss", "title": "SimCLR pretraining loss"}},
+          threads=True, resources=training(mem_mb=8000, runtime=240)),
+
+    Stage("embed", when="from_videos",
+          doc="a 16-number embedding of every frame from the pretrained backbone",
+          inputs={"frames": Shards("shards"), "backbone": BACKBONE},
+          outputs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
+          params=("model", "embed", "runtime.threads"),
+          threads=True),
+
+    Stage("select_frames", when="from_videos",
+          doc="the frames worth labelling (coreset) and a test sample from time blocks kept apart",
+          inputs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv",
+                  "index": From("indexes", many=True)},
+          outputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "map": "metrics/embedding_map.png"},
+          params=("select",),
+          plots={"map": {}}),
+
+    Stage("annotate", when="from_videos",
+          doc="labels of the selected and test frames; stops for a person when some are missing",
+          inputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "frames": Shards("shards"),
+                  "labels": From("labels", optional=True)},
+          outputs={"train_labels": TRAIN, "test_labels": TEST},
+          params=("data.source", "data.labels")),
+
+    Stage("finetune",
+          doc="the classifier trained on the labelled frames, scored on the test sample",
+          inputs={"backbone": BACKBONE, "frames": Shards("shards"), "train_labels": TRAIN, "test_labels": TEST},
+          outputs={"classifier": CLASSIFIER, "metrics": "metrics/finetune.json",
+                   "predictions": "metrics/finetune_predictions.csv", "confusion": "metrics/finetune_confusion.png",
+                   "curve": "metrics/finetune_curve.csv"},
+          params=("model", "finetune", "runtime.threads"),
+          plots={"curve": {"x": "epoch", "y": ["loss", "accuracy"], "title": "fine-tuning"},
+                 "predictions": {"template": "confusion", "x": "actual", "y": "predicted",
+                                 "title": "float model on the test sample"},
+                 "confusion": {}},
+          threads=True, resources=training(mem_mb=4000, runtime=60)),
+
+    Stage("export_onnx",
+          doc="the classifier as ONNX, checked against onnxruntime",
+          inputs={"classifier": CLASSIFIER, "frames": Shards("shards"), "test_labels": TEST},
+          outputs={"onnx": ONNX, "metrics": "metrics/export.json"},
+          params=("model", "export", "runtime.threads"),
+          threads=True),
+
+    Stage("quantize",
+          doc="full-integer int8 TFLite through onnx2tf, calibrated, gated for the camera",
+          inputs={"onnx": ONNX, "classifier": CLASSIFIER, "frames": Shards("shards"),
+                  "train_labels": TRAIN, "test_labels": TEST},
+          outputs={"model": INT8, "metrics": "metrics/quantize.json",
+                   "predictions": "metrics/int8_predictions.csv", "confusion": "metrics/int8_confusion.png"},
+          params=("model", "quantize", "runtime.threads"),
+          plots={"predictions": {"template": "confusion", "x": "actual", "y": "predicted",
+                                 "title": "int8 model on the test sample"},
+                 "confusion": {}},
+          extra_code=(OPENMV_OPS,),
+          threads=True, resources={"mem_mb": 6000, "runtime": 30}),
+
+    Stage("tflm_check",
+          doc="the int8 model in TensorFlow Lite Micro on the host: agreement, arena, work, budgets",
+          inputs={"model": INT8, "frames": Shards("shards"), "test_labels": TEST},
+          outputs={"metrics": "metrics/tflm.json"},
+          params=("model.input_size", "tflm")),
+
+    Stage("firmware_check",
+          doc="the int8 model in OpenMV's own TFLite Micro on an emulated Cortex-M7: it prepares and runs "
+              "on every firmware claimed, gives the host's outputs; arena and instructions measured",
+          inputs={"model": INT8, "frames": Shards("shards"), "test_labels": TEST,
+                  "libraries": Folder("firmware_libraries"),
+                  "calibration_model": From("calibration_model", optional=True)},
+          outputs={"metrics": "metrics/firmware.json"},
+          params=("model.input_size", "firmware", "tflm.max_arena_bytes"),
+          extra_code=(OPENMV_OPS, *HARNESS)),
+
+    Stage("bundle",
+          doc="what goes on the camera: model, labels, main.py, manifest, and a zip of them",
+          inputs={"model": INT8, "main": "openmv/main.py", "quantize_metrics": "metrics/quantize.json",
+                  "tflm_metrics": "metrics/tflm.json", "firmware_metrics": "metrics/firmware.json"},
+          outputs={"bundle_model": "dist/openmv/model.tflite", "bundle_labels": "dist/openmv/model.txt",
+                   "bundle_main": "dist/openmv/main.py", "manifest": "dist/openmv/manifest.json",
+                   "zip": "dist/openmv.zip", "summary": "metrics/summary.json"},
+          params=("bundle",),
+          metrics=("summary",),
+          extra_code=(OPENMV_OPS,)),
+
+    Stage("crossval", when="images",
+          doc="repeated k-fold cross-validation of the fine-tuning recipe on the training frames",
+          inputs={"backbone": BACKBONE, "frames": Shards("train_shards"), "train_labels": TRAIN},
+          outputs={"metrics": "metrics/crossval.json"},
+          params=("model", "finetune", "crossval", "runtime.threads"),
+          metrics=("metrics",),
+          threads=True, resources=training(mem_mb=4000, runtime=120)),
+
+    Stage("compare_published", when="compare",
+          doc="the published 2020 model and ours on the same test folder, as the camera feeds them",
+          inputs={"test_dir": Folder("test_dir"), "ours": "dist/openmv/model.tflite",
+                  "published": From("published_model"), "tflm_metrics": "metrics/tflm.json"},
+          outputs={"metrics": "metrics/published_comparison.json", "table": "metrics/published_comparison.md"},
+          params=("compare",),
+          metrics=("metrics",)),
+)
+
+BY_NAME = {st.name: st for st in STAGES}
+
+
+def stages(lay: Layout) -> list[Stage]:
+    """The stages these params build, in the order the data flows."""
+    return [st for st in STAGES if getattr(lay, st.when)]
+
+
+def graph(params: dict, root) -> "Graph":
+    """The graph these params (as written in params.yaml) build in the checkout at root."""
+    from .declare import Graph
+    from .layout import layout
+
+    lay = layout(params, root)
+    return Graph(stages(lay), lay)

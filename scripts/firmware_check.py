@@ -1,0 +1,125 @@
+"""Stage firmware_check: the int8 model in OpenMV's own TensorFlow Lite Micro, on an emulated Cortex-M7.
+
+For every firmware the bundle claims (firmware.claims), the model is linked with the libtflm that
+firmware links (--libraries/<commit>/) into a bare-metal program, run under QEMU (mps2-an500,
+Cortex-M7) on the first firmware.frames test frames as the camera feeds them, and must prepare,
+run, and give the host TFLite Micro's outputs (argmax identical, logits within 1 LSB).
+
+In:  --model int8 .tflite, --frames shards, --test-labels, --libraries (OpenMV's prebuilt
+     libtflm, a folder per commit), --calibration-model (the 2020 model, whose 150 ms on the
+     board turn instruction counts into milliseconds), params.yaml (model.input_size, firmware.*,
+     tflm.max_arena_bytes)
+Out: --metrics JSON: per library the firmware it serves, the arena it needs, the instructions
+     of one inference (total and per op), agreement with the host; the latency band at
+     firmware.cpu_mhz; the oldest firmware verified.
+Fails with the library's own message when a claimed firmware cannot prepare or run the model.
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+from maskinspect import cli, firmware, runtime
+from maskinspect.atomic import write_json
+from maskinspect.errors import PipelineError
+from maskinspect.frames import load_shards
+from maskinspect.gates import openmv_ops
+from maskinspect.labels import read_labelled
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def per_op(ops: list[tuple[str, int]]) -> dict[str, int]:
+    """Instructions per op type (summed over the graph's nodes)."""
+    total: dict[str, int] = defaultdict(int)
+    for name, ticks in ops:
+        total[name] += ticks * firmware.INSTRUCTIONS_PER_TICK
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+@cli.stage("firmware_check")
+def main(args, params):
+    import numpy as np
+
+    cfg = params["firmware"]
+    tools = firmware.toolchain()
+    ops = sorted(openmv_ops())
+    model = runtime.read_model(args.model)
+    ids = read_labelled(args.test_labels)[0][: cfg["frames"]]
+    if not ids:
+        raise PipelineError(f"{args.test_labels}: no test frames to run on the emulated camera")
+    inputs = runtime.firmware_input(load_shards(args.frames).take(ids, "test frame"), params["model"]["input_size"])
+    host = runtime.run_tflm(model, inputs, runtime.smallest_arena(model)).astype(np.int16)
+
+    by_commit: dict[str, list[str]] = defaultdict(list)
+    for claim in cfg["claims"]:
+        by_commit[claim["libtflm"]].append(claim["firmware"])
+    libraries, failures = {}, []
+    for commit, versions in by_commit.items():
+        lib = firmware.library(args.libraries, commit)
+        run = firmware.check(lib, model, inputs, ops)
+        served = ", ".join(sorted(versions, key=version_key))
+        if not run.ok:
+            failures.append((bool(run.messages), f"firmware {served} (libtflm {commit}) cannot run {args.model}: "
+                                                 f"{run.reason()}"))
+            continue
+        got = np.array(run.outputs, dtype=np.int16)
+        lsb = int(np.abs(got - host).max())
+        if (got.argmax(1) != host.argmax(1)).any() or lsb > 1:
+            failures.append((True, f"firmware {served} (libtflm {commit}): outputs differ from the host's TFLite "
+                                   f"Micro by up to {lsb} LSB on {len(ids)} test frames"))
+            continue
+        libraries[commit] = {
+            "firmware": sorted(versions, key=version_key),
+            "arena_bytes": run.arena,
+            "instructions": run.instructions(),
+            "instructions_per_op": per_op(run.ops),
+            "host_agreement": {"frames": len(ids), "argmax_identical": 1.0, "max_diff_lsb": lsb},
+        }
+    if failures:
+        failures.sort(key=lambda f: not f[0])  # a library's own message first
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise PipelineError(failures[0][1] + more)
+
+    newest = max(libraries, key=lambda c: max(version_key(v) for v in libraries[c]["firmware"]))
+    instructions = libraries[newest]["instructions"]
+    mhz = cfg["cpu_mhz"]
+    low, high = cfg["cpi"]
+    latency = {"cpu_mhz": mhz, "cpi_band": [low, high],
+               "ms_band": [round(instructions * low / mhz / 1e3, 1), round(instructions * high / mhz / 1e3, 1)],
+               "library": newest}
+    if args.calibration_model:
+        timing = firmware.check(firmware.library(args.libraries, newest),
+                                firmware.int8_for_timing(runtime.read_model(args.calibration_model)),
+                                inputs[:1], ops, per_op=False)
+        if not timing.ok:
+            raise PipelineError(f"{args.calibration_model}: cannot be timed on libtflm {newest}: {timing.reason()}")
+        cpi = cfg["calibration_ms"] * 1e3 * mhz / timing.instructions()
+        latency["calibration"] = {"model": str(args.calibration_model), "instructions": timing.instructions(),
+                                  "measured_ms": cfg["calibration_ms"], "cpi": round(cpi, 3)}
+        latency["ms_calibrated"] = round(instructions * cpi / mhz / 1e3, 1)
+    arena = max(lib["arena_bytes"] for lib in libraries.values())
+    budget = params["tflm"]["max_arena_bytes"]
+    if arena > budget:
+        raise PipelineError(f"{args.model}: the firmware's library needs a {arena} byte arena, over "
+                            f"tflm.max_arena_bytes {budget}")
+    verified = sorted((v for lib in libraries.values() for v in lib["firmware"]), key=version_key)
+    write_json(args.metrics, {
+        "libraries": libraries,
+        "firmware_verified": verified,
+        "minimum_firmware": verified[0],
+        "arena_bytes": arena,
+        "instructions": instructions,
+        "latency": latency,
+        "toolchain": tools,
+    })
+    calibrated = f", {latency['ms_calibrated']} ms calibrated" if "ms_calibrated" in latency else ""
+    print(f"firmware_check: firmware {', '.join(verified)} run the model; {instructions / 1e6:.2f} M instructions "
+          f"an inference on libtflm {newest} ({latency['ms_band'][0]}-{latency['ms_band'][1]} ms at {mhz} MHz"
+          f"{calibrated}), arena {arena} B", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
