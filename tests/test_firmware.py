@@ -1,0 +1,130 @@
+"""The model in OpenMV's own TensorFlow Lite Micro libraries on an emulated Cortex-M7: a model the
+firmware refuses is refused with the library's own words, the bundle's model passes on every
+firmware claimed, and instruction counts are exact."""
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, run_script, tiny_params, write_params
+from maskinspect import firmware
+from maskinspect.gates import openmv_ops
+
+LIBTFLM = SHARED / "openmv-libtflm"
+needs_libraries = pytest.mark.skipif(not LIBTFLM.is_dir(), reason="../shared/openmv-libtflm is not beside the repository")
+
+
+def keras_int8(path: Path, dense_per_channel: bool) -> Path:
+    """A small int8 classifier at the bundle's input shape, its dense head quantised per channel
+    (what OpenMV's 2024 libraries refuse) or per tensor."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((64, 64, 3), batch_size=1)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(3)(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    rng = np.random.default_rng(0)
+
+    def data():
+        for _ in range(8):
+            yield [rng.random((1, 64, 64, 3)).astype(np.float32)]
+        yield [np.zeros((1, 64, 64, 3), np.float32)]
+        yield [np.ones((1, 64, 64, 3), np.float32)]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = data
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = not dense_per_channel
+    path.write_bytes(converter.convert())
+    return path
+
+
+def firmware_check(build: Path, model: Path, cwd: Path, **env):
+    write_params(cwd / "params.yaml", tiny_params())
+    return run_script("firmware_check.py", "--model", model, "--frames", *sorted((build / "data/frames").glob("*.npy")),
+                      "--test-labels", build / "data/labels/test.csv", "--libraries", LIBTFLM,
+                      "--metrics", "firmware.json", cwd=cwd, check=False, env=env)
+
+
+@needs_libraries
+def test_the_bundle_prepares_and_runs_on_every_firmware_claimed(tiny_build):
+    m = json.loads((tiny_build / "metrics/firmware.json").read_text())
+    claimed = [c["firmware"] for c in tiny_params()["firmware"]["claims"]]
+    assert m["firmware_verified"] == claimed and m["minimum_firmware"] == "4.5.6"
+    for commit, lib in m["libraries"].items():
+        assert lib["host_agreement"]["argmax_identical"] == 1.0 and lib["host_agreement"]["max_diff_lsb"] <= 1
+        assert 50_000 < lib["arena_bytes"] <= tiny_params()["tflm"]["max_arena_bytes"]
+    per_op = m["libraries"]["73eb1aa"]["instructions_per_op"]
+    assert set(per_op) >= {"CONV_2D", "FULLY_CONNECTED"}
+    assert 0.95 * m["instructions"] < sum(per_op.values()) <= m["instructions"] * 1.01  # the ops are the invoke
+    latency = m["latency"]
+    assert latency["ms_band"] == [round(m["instructions"] * c / 480e3, 1) for c in (1.0, 1.5)]
+    assert 1.0 < latency["calibration"]["cpi"] < 1.5  # the 2020 model's 150 ms on the board
+    manifest = json.loads((tiny_build / "dist/openmv/manifest.json").read_text())
+    assert manifest["firmware"]["minimum"] == "4.5.6" and manifest["firmware"]["verified"] == claimed
+
+
+@needs_libraries
+def test_a_per_channel_dense_model_is_refused_with_the_librarys_own_message(tiny_build, tmp_path):
+    model = keras_int8(tmp_path / "per-channel.tflite", dense_per_channel=True)
+    result = firmware_check(tiny_build, model, tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("firmware_check: error: firmware 4.6.20, 4.7.0, 4.8.1 (libtflm 73eb1aa) cannot run ")
+    assert "FullyConnected per-channel quantization not yet supported" in lines[0]
+    assert "(and 1 more)" in lines[0]  # 4.5.6's library refuses it too, without saying why
+    assert not (tmp_path / "firmware.json").exists()
+    # the same network with its head per tensor passes
+    good = keras_int8(tmp_path / "per-tensor.tflite", dense_per_channel=False)
+    result = firmware_check(tiny_build, good, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "firmware.json").read_text())["minimum_firmware"] == "4.5.6"
+
+
+@needs_libraries
+def test_instruction_counts_are_exact(tmp_path):
+    """A fixed model on a fixed library: the same count, op by op, every run."""
+    model = keras_int8(tmp_path / "fixed.tflite", dense_per_channel=False).read_bytes()
+    inputs = np.random.default_rng(1).integers(-128, 128, (2, 64, 64, 3)).astype(np.int8)
+    lib = firmware.library(LIBTFLM, "73eb1aa")
+    runs = [firmware.check(lib, model, inputs, sorted(openmv_ops())) for _ in range(2)]
+    assert all(r.ok for r in runs)
+    assert runs[0].ticks == runs[1].ticks and runs[0].ops == runs[1].ops and runs[0].arena == runs[1].arena
+    assert runs[0].instructions() > 100_000
+    assert [name for name, _ in runs[0].ops] == ["CONV_2D", "MEAN", "FULLY_CONNECTED"]
+
+
+def test_a_missing_toolchain_is_one_line_saying_what_to_install(tiny_build, tmp_path):
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    result = firmware_check(tiny_build, tiny_build / "models/classifier_int8.tflite", tmp_path, PATH=str(bare))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "firmware_check: error: arm-none-eabi-g++ not found: install Debian's gcc-arm-none-eabi, "
+        "libnewlib-arm-none-eabi and qemu-system-arm (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+        "qemu-system-arm)"]
+
+
+@needs_libraries
+def test_the_2020_model_can_be_timed_as_int8(tmp_path):
+    published = SHARED / "data" / "endpointai" / "reference" / "lightly_resnet9.tflite"
+    if not published.exists():
+        pytest.skip("the published model is not in ../shared")
+    from maskinspect import tflite_graph
+
+    rewritten = tmp_path / "published-int8.tflite"
+    rewritten.write_bytes(firmware.int8_for_timing(published.read_bytes()))
+    before, after = tflite_graph.read(published), tflite_graph.read(rewritten)
+    assert {t.dtype for t in after.tensors} == {"INT8", "INT32"}
+    assert [op.name for op in after.ops] == [op.name for op in before.ops]
+    assert all(a.zero_point == tuple(z - 128 for z in b.zero_point)
+               for a, b in zip(after.tensors, before.tensors) if b.dtype == "UINT8")
