@@ -1,5 +1,6 @@
 # The pipeline's image: Debian bookworm, Debian's Python 3.11, the locked environment
-# (hashes required), a non-root user, the pinned-thread and seed environment of the build.
+# (hashes required), the Cortex-M7 cross compiler and QEMU that firmware_check runs the model
+# with, a non-root user, the pinned-thread and seed environment of the build.
 #
 #   docker run --rm -v "$PWD:/project" maskinspect                 # snakemake --cores all
 #   docker run --rm -v "$PWD:/project" maskinspect dvc repro
@@ -24,6 +25,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3=3.11.2-1+b1 python3-venv=3.11.2-1+b1 \
       git=1:2.39.5-0+deb12u3 ca-certificates=20250419~deb12u2 util-linux=2.38.1-5+deb12u3 \
+      gcc-arm-none-eabi=15:12.2.rel1-1 libnewlib-arm-none-eabi=3.3.0-1.3+deb12u1 \
+      libstdc++-arm-none-eabi-newlib=15:12.2.rel1-1+23 qemu-system-arm=1:7.2+dfsg-7+deb12u18+b3 \
  && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv \
@@ -38,6 +41,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     ATEN_CPU_CAPABILITY=avx2 \
     ONEDNN_MAX_CPU_ISA=AVX2 \
     MKL_CBWR=COMPATIBLE \
+    NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" \
+    OPENBLAS_CORETYPE=Haswell \
     TF_ENABLE_ONEDNN_OPTS=0 \
     TF_DETERMINISTIC_OPS=1 \
     TF_CPP_MIN_LOG_LEVEL=2

@@ -1,10 +1,13 @@
 """`maskinspect`: the project's command for the questions a person asks of it.
 
     maskinspect checkout [TARGET ...]   dvc checkout, every cache object verified first
+    maskinspect push / pull [-r NAME]   dvc push / pull, each problem said in one line
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 from pathlib import Path
 
@@ -52,6 +55,57 @@ def _checkout(args: argparse.Namespace) -> int:
     return 1 if corrupted else 0
 
 
+class _FirstError(logging.Handler):
+    """Keeps DVC's first error message (it logs one per file that fails) and prints none."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.first: str | None = None
+
+    def emit(self, record):
+        if self.first is None:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f" - {record.exc_info[1]}"  # the cause, as DVC's own log prints it
+            self.first = message.splitlines()[0]
+
+
+@contextlib.contextmanager
+def _dvc_errors_kept():
+    handler = _FirstError()
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [handler], False
+    try:
+        yield handler
+    finally:
+        for lg, (handlers, propagate) in zip(loggers, saved):
+            lg.handlers, lg.propagate = handlers, propagate
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    """dvc push or pull; a remote that fails part-way is one line: what failed, why, and that
+    what did arrive stays (DVC moves whole files: run it again to finish)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    verb = args.command
+    with _dvc_errors_kept() as errors, Repo(str(Path(args.repo).resolve())) as repo:
+        remote = args.remote or repo.config["core"].get("remote") or "the default remote"
+        try:
+            result = repo.push(remote=args.remote) if verb == "push" else repo.pull(remote=args.remote)
+        except DvcException as exc:
+            why = f" ({errors.first})" if errors.first and errors.first not in str(exc) else ""
+            print(f"maskinspect {verb}: error: {remote}: {str(exc).splitlines()[0]}{why}; what was "
+                  f"transferred stays, run it again to finish", file=sys.stderr)
+            return 1
+    count = result if isinstance(result, int) else sum((result or {}).get(k, 0) for k in ("added", "fetched"))
+    print(f"maskinspect {verb}: {count} file(s) {'pushed to' if verb == 'push' else 'pulled from'} {remote}",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="maskinspect", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -60,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--force", action="store_true", help="replace workspace files without asking")
     co.add_argument("--repo", default=".", help="the checkout (default: the current folder)")
     co.set_defaults(run=_checkout)
+    for verb in ("push", "pull"):
+        cmd = sub.add_parser(verb, help=f"dvc {verb}, a failure said in one line")
+        cmd.add_argument("-r", "--remote", help="the DVC remote (default: the project's, `storage`)")
+        cmd.add_argument("--repo", default=".", help="the checkout (default: the current folder)")
+        cmd.set_defaults(run=_transfer)
     args = p.parse_args(argv)
     try:
         return args.run(args)

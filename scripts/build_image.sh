@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the pipeline's image from the Dockerfile with buildah (no Docker engine needed), then,
-# inside the image: the fast tests and a full demo build of a clean clone, whose every output
-# is compared with the committed dvc.lock (the host's build).
+# inside the image: the environment tests and a build of a clean clone of a project (by default
+# this repository: the full demo), whose every output is compared with the dvc.lock committed
+# there (the host's build).
 #
-#   sudo scripts/build_image.sh            # build, test, reproduce
+#   sudo scripts/build_image.sh                      # build, test, reproduce the demo
+#   sudo scripts/build_image.sh --project DIR        # ... reproduce the build committed in DIR (a git repository)
 #   sudo scripts/build_image.sh --build-only
 #
 # Where no image registry is reachable, the base (the Dockerfile pins debian:bookworm-slim by
@@ -17,7 +19,7 @@
 #   BASE_IMAGE       base to build FROM (default: a local debootstrap of bookworm, made once)
 #   TORCH            locked (default) or cpu: passed to the Dockerfile
 #   MIRROR           Debian mirror for debootstrap (default: http://deb.debian.org/debian)
-#   PYTEST_ARGS      what the in-image test run gets (default: the fast suite)
+#   PYTEST_ARGS      what the in-image test run gets (default: the environment tests)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +29,17 @@ BASE_IMAGE="${BASE_IMAGE:-$LOCAL_BASE}"
 PIP_LOCAL_DIRS="${PIP_LOCAL_DIRS:-/opt/wheels /opt/pypi /opt/pypi-more}"
 TORCH="${TORCH:-locked}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-PYTEST_ARGS="${PYTEST_ARGS:--q -x -rs}"
+PYTEST_ARGS="${PYTEST_ARGS:--q -rs tests/test_environment.py}"
 build_only=0
-[ "${1:-}" = "--build-only" ] && build_only=1
+project="$root"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --build-only) build_only=1 ;;
+        --project) project="$(cd "$2" && pwd)"; shift ;;
+        *) echo "build_image: error: unknown argument $1 (--build-only, --project DIR)" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 say() { echo "build_image: $*" >&2; }
 die() { echo "build_image: error: $*" >&2; exit 1; }
@@ -86,19 +96,23 @@ echo "image size: $size"
 echo "build time: ${built} s"
 [ "$build_only" -eq 1 ] && exit 0
 
-# ---- inside the image: tests and a demo build of a clean clone ------------------------------
+# ---- inside the image: tests and a build of a clean clone of the project ----------------------
 work="$(mktemp -d)"
 ctr=""
 cleanup() { [ -n "$ctr" ] && buildah rm "$ctr" >/dev/null 2>&1; rm -rf "$work" "$conf"; }
 trap cleanup EXIT
-git clone -q "$root" "$work/project"
+git clone -q "$project" "$work/project"
 # The host's build is the committed dvc.lock (read now: once the clone belongs to the image's
 # user, the host's git refuses it as of dubious ownership).
 cp "$work/project/dvc.lock" "$work/project/.committed.lock"
 uid="$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")"
 chown -R "${uid:-1000}" "$work"
 mounts=(-v "$work/project:/project")
-[ -d "$root/../shared" ] && mounts+=(-v "$(cd "$root/../shared" && pwd):/shared:ro")
+if [ -d "$root/../shared" ]; then
+    # beside /project as it is beside the repository, and at its own path for params that name it so
+    shared="$(cd "$root/../shared" && pwd)"
+    mounts+=(-v "$shared:/shared:ro" -v "$shared:$shared:ro")
+fi
 ctr="$(buildah from --quiet "$IMAGE")"
 in_image() { buildah run --isolation chroot --network host "${mounts[@]}" "$ctr" -- "$@"; }
 
@@ -106,15 +120,15 @@ say "fast tests inside the image"
 # The tests find ../shared beside the repository: /project and /shared are siblings.
 in_image pytest $PYTEST_ARGS
 
-say "demo build inside the image (snakemake --cores all)"
+say "build inside the image (snakemake --cores all) of $project"
 start=$(date +%s)
 in_image snakemake --cores all --quiet rules >&2
-echo "demo build in the image: $(( $(date +%s) - start )) s"
+echo "build in the image: $(( $(date +%s) - start )) s"
 # The image's build recorded its own dvc.lock (dvc commit); compare it with the host's.
 in_image python scripts/check_lock.py /project/.committed.lock /project/dvc.lock
 image_sha="$(sha256sum "$work/project/dist/openmv.zip" | cut -d' ' -f1)"
 echo "bundle sha256, image build: $image_sha"
-if [ -f "$root/dist/openmv.zip" ]; then
-    host_sha="$(sha256sum "$root/dist/openmv.zip" | cut -d' ' -f1)"
+if [ -f "$project/dist/openmv.zip" ]; then
+    host_sha="$(sha256sum "$project/dist/openmv.zip" | cut -d' ' -f1)"
     echo "bundle sha256, host build:  $host_sha ($([ "$host_sha" = "$image_sha" ] && echo identical || echo DIFFERENT))"
 fi

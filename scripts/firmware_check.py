@@ -17,7 +17,9 @@ Fails with the library's own message when a claimed firmware cannot prepare or r
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 
 from maskinspect import cli, firmware, runtime
 from maskinspect.atomic import write_json
@@ -56,46 +58,68 @@ def main(args, params):
     by_commit: dict[str, list[str]] = defaultdict(list)
     for claim in cfg["claims"]:
         by_commit[claim["libtflm"]].append(claim["firmware"])
+    libs = {commit: firmware.library(args.libraries, commit) for commit in by_commit}
+    with tempfile.TemporaryDirectory(prefix="harness-") as work:
+        builder = firmware.Builder(Path(work), ops)
+        builder.prepare([(lib, logs) for lib in libs.values() for logs in (False, True) if lib.archive(logs)])
+        libraries = check_claims(builder, libs, by_commit, model, inputs, host, args.model, len(ids))
+        timing = None
+        if args.calibration_model:
+            newest = newest_library(libraries)
+            timing = firmware.check(builder, libs[newest], firmware.int8_for_timing(
+                runtime.read_model(args.calibration_model)), inputs[:1], per_op=False)
+            if not timing.ok:
+                raise PipelineError(f"{args.calibration_model}: cannot be timed on libtflm {newest}: {timing.reason()}")
+    write_json(args.metrics, report(libraries, timing, args, cfg, params, tools))
+
+
+def newest_library(libraries: dict) -> str:
+    return max(libraries, key=lambda c: max(version_key(v) for v in libraries[c]["firmware"]))
+
+
+def check_claims(builder, libs, by_commit, model, inputs, host, model_path, frames) -> dict:
+    """Every claimed firmware's library prepares and runs the model and gives the host's outputs;
+    raise with the library's own words (those that say why first) when one does not."""
+    import numpy as np
+
     libraries, failures = {}, []
     for commit, versions in by_commit.items():
-        lib = firmware.library(args.libraries, commit)
-        run = firmware.check(lib, model, inputs, ops)
+        run = firmware.check(builder, libs[commit], model, inputs)
         served = ", ".join(sorted(versions, key=version_key))
         if not run.ok:
-            failures.append((bool(run.messages), f"firmware {served} (libtflm {commit}) cannot run {args.model}: "
+            failures.append((bool(run.messages), f"firmware {served} (libtflm {commit}) cannot run {model_path}: "
                                                  f"{run.reason()}"))
             continue
         got = np.array(run.outputs, dtype=np.int16)
         lsb = int(np.abs(got - host).max())
         if (got.argmax(1) != host.argmax(1)).any() or lsb > 1:
             failures.append((True, f"firmware {served} (libtflm {commit}): outputs differ from the host's TFLite "
-                                   f"Micro by up to {lsb} LSB on {len(ids)} test frames"))
+                                   f"Micro by up to {lsb} LSB on {frames} test frames"))
             continue
         libraries[commit] = {
             "firmware": sorted(versions, key=version_key),
             "arena_bytes": run.arena,
             "instructions": run.instructions(),
             "instructions_per_op": per_op(run.ops),
-            "host_agreement": {"frames": len(ids), "argmax_identical": 1.0, "max_diff_lsb": lsb},
+            "host_agreement": {"frames": frames, "argmax_identical": 1.0, "max_diff_lsb": lsb},
         }
     if failures:
         failures.sort(key=lambda f: not f[0])  # a library's own message first
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise PipelineError(failures[0][1] + more)
+    return libraries
 
-    newest = max(libraries, key=lambda c: max(version_key(v) for v in libraries[c]["firmware"]))
+
+def report(libraries: dict, timing, args, cfg: dict, params: dict, tools: dict) -> dict:
+    """The figures firmware_check writes; fails over the arena budget."""
+    newest = newest_library(libraries)
     instructions = libraries[newest]["instructions"]
     mhz = cfg["cpu_mhz"]
     low, high = cfg["cpi"]
     latency = {"cpu_mhz": mhz, "cpi_band": [low, high],
                "ms_band": [round(instructions * low / mhz / 1e3, 1), round(instructions * high / mhz / 1e3, 1)],
                "library": newest}
-    if args.calibration_model:
-        timing = firmware.check(firmware.library(args.libraries, newest),
-                                firmware.int8_for_timing(runtime.read_model(args.calibration_model)),
-                                inputs[:1], ops, per_op=False)
-        if not timing.ok:
-            raise PipelineError(f"{args.calibration_model}: cannot be timed on libtflm {newest}: {timing.reason()}")
+    if timing is not None:
         cpi = cfg["calibration_ms"] * 1e3 * mhz / timing.instructions()
         latency["calibration"] = {"model": str(args.calibration_model), "instructions": timing.instructions(),
                                   "measured_ms": cfg["calibration_ms"], "cpi": round(cpi, 3)}
@@ -106,7 +130,11 @@ def main(args, params):
         raise PipelineError(f"{args.model}: the firmware's library needs a {arena} byte arena, over "
                             f"tflm.max_arena_bytes {budget}")
     verified = sorted((v for lib in libraries.values() for v in lib["firmware"]), key=version_key)
-    write_json(args.metrics, {
+    calibrated = f", {latency['ms_calibrated']} ms calibrated" if "ms_calibrated" in latency else ""
+    print(f"firmware_check: firmware {', '.join(verified)} run the model; {instructions / 1e6:.2f} M instructions "
+          f"an inference on libtflm {newest} ({latency['ms_band'][0]}-{latency['ms_band'][1]} ms at {mhz} MHz"
+          f"{calibrated}), arena {arena} B", file=sys.stderr)
+    return {
         "libraries": libraries,
         "firmware_verified": verified,
         "minimum_firmware": verified[0],
@@ -114,11 +142,7 @@ def main(args, params):
         "instructions": instructions,
         "latency": latency,
         "toolchain": tools,
-    })
-    calibrated = f", {latency['ms_calibrated']} ms calibrated" if "ms_calibrated" in latency else ""
-    print(f"firmware_check: firmware {', '.join(verified)} run the model; {instructions / 1e6:.2f} M instructions "
-          f"an inference on libtflm {newest} ({latency['ms_band'][0]}-{latency['ms_band'][1]} ms at {mhz} MHz"
-          f"{calibrated}), arena {arena} B", file=sys.stderr)
+    }
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def shards(build):
 def bundle_outputs(folder):
     return ["--bundle-model", f"{folder}/openmv/model.tflite", "--bundle-labels", f"{folder}/openmv/model.txt",
             "--bundle-main", f"{folder}/openmv/main.py", "--manifest", f"{folder}/openmv/manifest.json",
-            "--zip", f"{folder}/openmv.zip"]
+            "--zip", f"{folder}/openmv.zip", "--summary", f"{folder}/summary.json"]
 
 
 def test_float_and_int8_figures_are_reported(tiny_build):

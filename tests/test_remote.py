@@ -224,9 +224,13 @@ def test_a_remote_lost_in_the_middle_of_a_push_loses_nothing_and_a_second_push_c
     dvc(published, "remote", "modify", "--local", "flaky", "endpointurl", f"http://127.0.0.1:{proxy.port}")
     before = {p: (published / p).read_bytes() for p in ("dvc.lock", "dist/openmv.zip", "models/backbone.safetensors")}
     cache = sorted(p.relative_to(published) for p in (published / ".dvc/cache").rglob("*") if p.is_file())
-    first = dvc(published, "push", "-r", "flaky", check=False, AWS_MAX_ATTEMPTS="1")
-    assert proxy.gone.is_set() and first.returncode != 0
-    assert len([line for line in first.stderr.splitlines() if line.startswith("ERROR")]) == 1, first.stderr
+    first = subprocess.run(["maskinspect", "push", "-r", "flaky"], cwd=published, capture_output=True, text=True,
+                           env=venv_env(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                                        AWS_MAX_ATTEMPTS="1"))
+    assert proxy.gone.is_set() and first.returncode == 1
+    lines = first.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maskinspect push: error: flaky: ") and \
+        "files failed to upload" in lines[0] and f"127.0.0.1:{proxy.port}" in lines[0], first.stderr
     assert {p: (published / p).read_bytes() for p in before} == before  # local state intact
     assert sorted(p.relative_to(published) for p in (published / ".dvc/cache").rglob("*") if p.is_file()) == cache
     # The remote is back (here: reached without the proxy): a second push completes.

@@ -1,5 +1,6 @@
-"""The demo pipeline on a real (single-node) SLURM cluster, every rule a SLURM job, through
-Snakemake's SLURM executor plugin and profiles/slurm; the result must be the local build's."""
+"""The tiny pipeline on a real (single-node) SLURM cluster, every rule a SLURM job, through
+Snakemake's SLURM executor plugin and profiles/slurm; the result must be the local build's, bit
+for bit. (The full demo on the cluster is the same command on this repository.)"""
 import os
 import re
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, git, venv_env
+from conftest import git, venv_env
 from maskinspect import params as params_mod
 from maskinspect.workflow import stages
 from slurm_cluster import DEFAULT_CONF, missing_tools, slurm_cluster
@@ -15,7 +16,7 @@ from slurm_cluster import DEFAULT_CONF, missing_tools, slurm_cluster
 pytestmark = pytest.mark.slow
 
 
-def test_demo_pipeline_on_slurm_gives_the_local_bundle(tmp_path):
+def test_tiny_pipeline_on_slurm_gives_the_local_build(tiny_source, tiny_build, tmp_path):
     missing = missing_tools()
     if missing:
         pytest.skip(f"SLURM is not installed here (missing {', '.join(missing)}; Debian: apt-get install slurm-wlm munge)")
@@ -24,8 +25,8 @@ def test_demo_pipeline_on_slurm_gives_the_local_bundle(tmp_path):
     if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
         pytest.skip(f"{DEFAULT_CONF} exists: a SLURM installation of this machine's own, left alone")
     clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(ROOT), str(clone))
-    committed = (clone / "dvc.lock").read_text()
+    git(tmp_path, "clone", "-q", str(tiny_source), str(clone))
+    committed = (tiny_build / "dvc.lock").read_text()  # the local build of the same project
     with slurm_cluster(tmp_path / "slurm") as cluster_env:
         # No GPU on this node: the documented switch.
         env = venv_env(SLURM_CONF=cluster_env["SLURM_CONF"], MASKINSPECT_GPUS="0")
@@ -43,15 +44,16 @@ def test_demo_pipeline_on_slurm_gives_the_local_bundle(tmp_path):
     jobs = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
     # One job per stage instance (frames: one per video); `all` runs locally.
     instances = len(stages.graph(params_mod.load_raw(clone / "params.yaml"), clone).instances())
-    assert instances == 1 + 4 + 9  # render_demo, frames x 4 videos, pretrain ... bundle
+    assert instances == 1 + 2 + 10  # render_demo, extract_frames x 2 videos, pretrain ... bundle
     assert len(jobs) == instances, log[-3000:]
     completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", completions))
     assert set(jobs) <= completed
     assert sacct.count("COMPLETED") >= instances
     rule_logs = {p.parent.name if p.parent.name.startswith("rule_") else p.parent.parent.name
                  for p in (clone / ".snakemake" / "slurm_logs").rglob("*.log")}
-    assert {"rule_render_demo", "rule_frames", "rule_pretrain", "rule_quantize", "rule_bundle"} <= rule_logs
-    # The same bytes as the local build recorded in the committed dvc.lock.
+    assert {"rule_render_demo", "rule_extract_frames", "rule_pretrain", "rule_quantize", "rule_firmware_check",
+            "rule_bundle"} <= rule_logs
+    # The same bytes as the local build.
     (tmp_path / "committed.lock").write_text(committed)
     check = subprocess.run(["python", "scripts/check_lock.py", str(tmp_path / "committed.lock"), "dvc.lock"],
                            cwd=clone, capture_output=True, text=True, env=venv_env())

@@ -32,8 +32,8 @@ QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-nographic"
         "-serial", "none", "-semihosting-config", "enable=on,target=native",
         "-icount", "shift=0,align=off,sleep=off"]
 INSTRUCTIONS_PER_TICK = 40  # 1 ns per instruction, a 25 MHz timer
-INSTALL = ("install Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm "
-           "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+INSTALL = f"install Debian's {', '.join(PACKAGES.split())} (apt-get install {PACKAGES})"
 # Firmware extras the libraries leave to the firmware (signal processing, the Ethos-U NPU):
 # registering them would need code the libraries do not carry.
 NOT_IN_LIBRARY = {"DELAY", "ENERGY", "ETHOS_U", "FFT_AUTO_SCALE", "FILTER_BANK", "FILTER_BANK_LOG",
@@ -70,11 +70,11 @@ def toolchain() -> dict[str, str]:
     for tool in ("arm-none-eabi-g++", "arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
             raise PipelineError(f"{tool} not found: {INSTALL}")
-    flags = ["-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard", "-mthumb"]
-    libc = subprocess.run(["arm-none-eabi-gcc", *flags, "-print-file-name=libc_nano.a"], capture_output=True,
-                          text=True).stdout.strip()
-    if not Path(libc).is_absolute() or not Path(libc).is_file():
-        raise PipelineError(f"newlib for arm-none-eabi not found: {INSTALL}")
+    for library, what in (("libc_nano.a", "newlib"), ("libstdc++_nano.a", "libstdc++")):
+        found = subprocess.run(["arm-none-eabi-g++", *CPU_FLAGS, f"-print-file-name={library}"], capture_output=True,
+                               text=True).stdout.strip()
+        if not Path(found).is_absolute() or not Path(found).is_file():
+            raise PipelineError(f"{what} for arm-none-eabi not found: {INSTALL}")
 
     def first_line(*cmd):
         return subprocess.run(list(cmd), capture_output=True, text=True).stdout.splitlines()[0].strip()
@@ -100,22 +100,7 @@ def _op_calls(include: Path, ops: list[str]) -> list[str]:
 def _c_array(data: bytes, ctype: str, name: str) -> str:
     values = np.frombuffer(data, dtype=np.int8 if ctype == "int8_t" else np.uint8)
     rows = [",".join(map(str, values[i:i + 32])) for i in range(0, len(values), 32)]
-    return f"alignas(16) const {ctype} {name}[] = {{\n" + ",\n".join(rows) + "\n};\n"
-
-
-def _write_data(build: Path, include: Path, model: bytes, inputs: np.ndarray, ops: list[str]) -> None:
-    calls = _op_calls(include, ops)
-    frame_bytes = int(np.prod(inputs.shape[1:]))
-    (build / "harness_data.h").write_text(
-        "#pragma once\n#include <stdint.h>\n"
-        "extern const uint8_t g_model[];\nextern const int8_t g_inputs[];\n"
-        f"constexpr int g_input_count = {len(inputs)};\nconstexpr int g_input_bytes = {frame_bytes};\n"
-        f"constexpr unsigned kFirmwareOpCount = {len(calls)};\n"
-        "template <typename R> void register_firmware_ops(R& r) {\n"
-        + "".join(f"  r.Add{c}();\n" for c in calls) + "}\n")
-    (build / "harness_data.cc").write_text(
-        '#include "harness_data.h"\n' + _c_array(model, "uint8_t", "g_model")
-        + _c_array(np.ascontiguousarray(inputs, dtype=np.int8).tobytes(), "int8_t", "g_inputs"))
+    return f"alignas(16) extern const {ctype} {name}[] = {{\n" + ",\n".join(rows) + "\n};\n"
 
 
 def _run(cmd: list[str], what: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -126,30 +111,75 @@ def _run(cmd: list[str], what: str, timeout: int = 600) -> subprocess.CompletedP
     return result
 
 
-def build_program(lib: Library, logs: bool, model: bytes, inputs: np.ndarray, ops: list[str], work: Path) -> Path:
-    """Compile and link the harness with the model, the frames and one library; returns the ELF."""
-    toolchain()
-    archive = lib.archive(logs)
-    build = work / f"{lib.commit}{'-logs' if logs else ''}"
-    build.mkdir(parents=True, exist_ok=True)
-    _write_data(build, lib.include, model, inputs, ops)
-    includes = [f"-I{lib.include}", f"-I{lib.include}/third_party/flatbuffers/include",
-                f"-I{lib.include}/third_party/gemmlowp", f"-I{build}"]
-    cxx = ["arm-none-eabi-g++", *CPU_FLAGS, "-O2", "-std=c++17", "-fno-exceptions", "-fno-rtti",
-           "-fno-threadsafe-statics", "-ffunction-sections", "-fdata-sections", "-DTF_LITE_STATIC_MEMORY"]
-    if not logs:
-        cxx.append("-DTF_LITE_STRIP_ERROR_STRINGS")  # as the release library itself was built
-    objects = []
-    for source, compiler in ((HERE / "harness.cc", cxx + includes), (build / "harness_data.cc", cxx + includes),
-                             (HERE / "startup.c", ["arm-none-eabi-gcc", *CPU_FLAGS, "-O2"])):
-        obj = build / (source.stem + ".o")
-        _run([*compiler, "-c", str(source), "-o", str(obj)], f"compiling {source.name} for libtflm {lib.commit}")
-        objects.append(str(obj))
-    elf = build / "harness.elf"
-    _run(["arm-none-eabi-g++", *CPU_FLAGS, "--specs=nano.specs", "--specs=nosys.specs", "-nostartfiles",
-          "-Wl,--gc-sections", "-T", str(HERE / "mps2_an500.ld"), *objects, str(archive), "-lm", "-o", str(elf)],
-         f"linking the harness with libtflm {lib.commit}")
-    return elf
+class Builder:
+    """Builds harness programs in one folder. The harness and start-up objects depend on the
+    library (and whether it logs), not on the model: each is compiled once, in parallel, and
+    linked with every model's data."""
+
+    def __init__(self, work: Path, ops: list[str]):
+        self.work, self.ops = work, ops
+        self.objects: dict[tuple[str, bool], list[Path]] = {}
+        self.programs = 0
+
+    def _compile_commands(self, lib: Library, logs: bool) -> tuple[Path, list[tuple[list[str], str]]]:
+        build = self.work / f"{lib.commit}{'-logs' if logs else ''}"
+        build.mkdir(parents=True, exist_ok=True)
+        calls = _op_calls(lib.include, self.ops)
+        (build / "firmware_ops.h").write_text(
+            "#pragma once\n"
+            f"constexpr unsigned kFirmwareOpCount = {len(calls)};\n"
+            "template <typename R> void register_firmware_ops(R& r) {\n"
+            + "".join(f"  r.Add{c}();\n" for c in calls) + "}\n")
+        cxx = self.cxx(lib, logs, build)
+        return build, [([*cxx, "-c", str(HERE / "harness.cc"), "-o", str(build / "harness.o")], "harness.cc"),
+                       (["arm-none-eabi-gcc", *CPU_FLAGS, "-O2", "-c", str(HERE / "startup.c"), "-o",
+                         str(build / "startup.o")], "startup.c")]
+
+    @staticmethod
+    def cxx(lib: Library, logs: bool, build: Path) -> list[str]:
+        flags = ["arm-none-eabi-g++", *CPU_FLAGS, "-O2", "-std=c++17", "-fno-exceptions", "-fno-rtti",
+                 "-fno-threadsafe-statics", "-ffunction-sections", "-fdata-sections", "-DTF_LITE_STATIC_MEMORY",
+                 f"-I{lib.include}", f"-I{lib.include}/third_party/flatbuffers/include",
+                 f"-I{lib.include}/third_party/gemmlowp", f"-I{build}"]
+        if not logs:
+            flags.append("-DTF_LITE_STRIP_ERROR_STRINGS")  # as the release library itself was built
+        return flags
+
+    def prepare(self, wanted: list[tuple[Library, bool]]) -> None:
+        """Compile the objects of these (library, logs) pairs that are not compiled yet, in parallel."""
+        toolchain()
+        jobs = []
+        for lib, logs in wanted:
+            if (lib.commit, logs) in self.objects:
+                continue
+            build, commands = self._compile_commands(lib, logs)
+            self.objects[(lib.commit, logs)] = [build / "harness.o", build / "startup.o"]
+            jobs += [(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+                      f"compiling {name} for libtflm {lib.commit}") for cmd, name in commands]
+        for proc, what in jobs:
+            _out, err = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                raise PipelineError(f"{what} failed: {(err.strip().splitlines() or ['no message'])[-1][:300]}")
+
+    def program(self, lib: Library, logs: bool, model: bytes, inputs: np.ndarray) -> Path:
+        """The harness linked with one library, the model and the frames; returns the ELF."""
+        self.prepare([(lib, logs)])
+        self.programs += 1
+        build = self.work / f"{lib.commit}{'-logs' if logs else ''}"
+        data = build / f"data-{self.programs}.cc"
+        frame_bytes = int(np.prod(inputs.shape[1:]))
+        data.write_text("#include <stdint.h>\n" + _c_array(model, "uint8_t", "g_model")
+                        + _c_array(np.ascontiguousarray(inputs, dtype=np.int8).tobytes(), "int8_t", "g_inputs")
+                        + f"extern const int g_input_count = {len(inputs)};\n"
+                        + f"extern const int g_input_bytes = {frame_bytes};\n")
+        _run([*self.cxx(lib, logs, build), "-c", str(data), "-o", str(data.with_suffix(".o"))],
+             f"compiling the model for libtflm {lib.commit}")
+        elf = data.with_suffix(".elf")
+        _run(["arm-none-eabi-g++", *CPU_FLAGS, "--specs=nano.specs", "--specs=nosys.specs", "-nostartfiles",
+              "-Wl,--gc-sections", "-T", str(HERE / "mps2_an500.ld"), *map(str, self.objects[(lib.commit, logs)]),
+              str(data.with_suffix(".o")), str(lib.archive(logs)), "-lm", "-o", str(elf)],
+             f"linking the harness with libtflm {lib.commit}")
+        return elf
 
 
 # ---- running it ----------------------------------------------------------------------------------
@@ -201,18 +231,18 @@ def run_program(elf: Path) -> Run:
     return run
 
 
-def check(lib: Library, model: bytes, inputs: np.ndarray, ops: list[str], per_op: bool = True) -> Run:
+def check(builder: Builder, lib: Library, model: bytes, inputs: np.ndarray, per_op: bool = True) -> Run:
     """Build and run the model with one library. The release library is what the firmware links;
     the one with logs (where there is one) says why a model fails and times each op."""
-    with tempfile.TemporaryDirectory(prefix=f"harness-{lib.commit}-") as tmp:
-        work = Path(tmp)
-        run = run_program(build_program(lib, False, model, inputs, ops, work))
-        if lib.archive(logs=True) is not None and (per_op or not run.ok):
-            logged = run_program(build_program(lib, True, model, inputs, ops, work))
-            if run.ok:
-                run.ops = logged.ops
-            else:
-                run.messages = logged.messages or run.messages
+    logged = lib.archive(logs=True) is not None
+    builder.prepare([(lib, False)] + ([(lib, True)] if logged and per_op else []))
+    run = run_program(builder.program(lib, False, model, inputs))
+    if logged and (per_op or not run.ok):
+        with_logs = run_program(builder.program(lib, True, model, inputs))
+        if run.ok:
+            run.ops = with_logs.ops
+        else:
+            run.messages = with_logs.messages or run.messages
     return run
 
 

@@ -23,7 +23,13 @@
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
-#include "harness_data.h"  // generated: the model, the input frames, the firmware's op list
+#include "firmware_ops.h"  // generated per library: the firmware's ops it provides
+
+// The model and the input frames (int8, one after another), from a generated file per model.
+extern const uint8_t g_model[];
+extern const int8_t g_inputs[];
+extern const int g_input_count;
+extern const int g_input_bytes;
 
 extern "C" void semihost_write(const char* text);
 
