@@ -74,6 +74,9 @@ onsuccess:
         else:
             if _committed:
                 say(f"dvc commit: {', '.join(_committed)}")
+                # dvc commit links cached outputs back in, giving them fresh times in its own order;
+                # put them back in graph order so the finished build stays up to date to Snakemake.
+                agreement.restore_times(ROOT, GRAPH)
             for name in _stale:
                 say(f"{name}: an input changed while the build ran; not recorded in dvc.lock (run the build again)")
 

@@ -23,25 +23,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> `dvc exp run -S` overrides, relative to the images_recipe default of params.yaml.
+# name -> `dvc exp run -S` overrides, relative to the real-data recipe of params.yaml.
 # The recipe itself is "recipe" (no override). The other runs were made when the recipe
 # fine-tuned for 100 epochs, and keep that, so that each reproduces its row of the README.
-_E100 = "images_recipe.finetune.epochs=100"
-_PUBLISHED_AUGMENT = ["images_recipe.finetune.augment.color_jitter=0.25", "images_recipe.finetune.augment.min_scale=0.9",
-                      "images_recipe.finetune.augment.rotation=0", "images_recipe.finetune.augment.hue=null"]
-_STRIDE2 = ["images_recipe.frames.size=128", "images_recipe.model.input_size=128", "images_recipe.model.stem_stride=2"]
+_E100 = "finetune.epochs=100"
+_PUBLISHED_AUGMENT = ["finetune.augment.color_jitter=0.25", "finetune.augment.min_scale=0.9",
+                      "finetune.augment.rotation=0", "finetune.augment.hue=null"]
+_STRIDE2 = ["frames.size=128", "model.input_size=128", "model.stem_stride=2"]
 EXPERIMENTS: dict[str, list[str]] = {
     "recipe": [],
     "epochs-100": [_E100],
-    "published-recipe": [_E100, "images_recipe.finetune.mode=frozen", "images_recipe.finetune.batch_size=200",
-                         "images_recipe.finetune.schedule=constant", *_PUBLISHED_AUGMENT],
+    "published-recipe": [_E100, "finetune.mode=frozen", "finetune.batch_size=200",
+                         "finetune.schedule=constant", *_PUBLISHED_AUGMENT],
     "full-64": [_E100, *_PUBLISHED_AUGMENT],
     "full-128-stride2": [_E100, *_PUBLISHED_AUGMENT, *_STRIDE2],
     "recipe-128-stride2": [_E100, *_STRIDE2],
-    "no-rotation-hue": [_E100, "images_recipe.finetune.augment.rotation=0", "images_recipe.finetune.augment.hue=null"],
-    "ssl-continued": [_E100, "images_recipe.pretrain.epochs=60"],
+    "no-rotation-hue": [_E100, "finetune.augment.rotation=0", "finetune.augment.hue=null"],
+    "ssl-continued": [_E100, "pretrain.epochs=60"],
     "no-class-weight": [_E100, "finetune.class_weighted=false"],
-    "calibration-20": [_E100, "images_recipe.quantize.calibration_frames=20"],
+    "calibration-20": [_E100, "quantize.calibration_frames=20"],
 }
 
 

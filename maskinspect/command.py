@@ -1,5 +1,6 @@
 """`maskinspect`: the project's command for the questions a person asks of it.
 
+    maskinspect label [--port N]        the labelling page for the frames the annotate stage asks for
     maskinspect checkout [TARGET ...]   dvc checkout, every cache object verified first
     maskinspect push / pull [-r NAME]   dvc push / pull, each problem said in one line
 """
@@ -106,9 +107,31 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    """Serve the labelling page for the annotate stage's hand-off; answers go to data.labels."""
+    from . import params as params_mod
+    from .label_server import serve
+    from .workflow.layout import VIDEO_LABELS
+
+    root = Path(args.repo).resolve()
+    params = params_mod.load(root / "params.yaml")
+    labels = Path(params["data"]["labels"])
+    labels = labels if labels.is_absolute() else root / labels
+    folder = root / Path(VIDEO_LABELS[0]).parent / "to_label"
+    try:
+        serve(folder, labels, args.port, lambda line: print(f"maskinspect label: {line}", file=sys.stderr, flush=True))
+    except OSError as exc:
+        raise PipelineError(f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); try --port 0") from None
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="maskinspect", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    lb = sub.add_parser("label", help="label the frames the build asks for, in a page on this machine")
+    lb.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    lb.add_argument("--repo", default=".", help="the checkout (default: the current folder)")
+    lb.set_defaults(run=_label)
     co = sub.add_parser("checkout", help="dvc checkout, with every cache object it uses verified first")
     co.add_argument("targets", nargs="*", help="outputs or stages to check out (default: all)")
     co.add_argument("--force", action="store_true", help="replace workspace files without asking")

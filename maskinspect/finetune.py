@@ -6,6 +6,11 @@ learning rate 1.0, 100 epochs, batch 200, augmentation by colour jitter 0.25, ra
 resized crop (scale 0.9-1) and horizontal and vertical flips; `augment.hue` and
 `augment.rotation` are further knobs (hue jitter apart from colour jitter, random rotation). `finetune.mode: full`
 trains the backbone too, with its own learning rates (finetune.full.*).
+
+`augment.camera` is the share of training samples that go through the camera's own input path
+instead (maskinspect/camera.py): the same geometric and colour jitter applied to the frame at
+the sensor's size, sensor noise (`augment.noise`, in 8-bit levels), RGB565 and the firmware's
+aliasing bilinear down to the input; what the model then learns is what the camera feeds it.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from .models import Classifier
 from .training import device, progress, seed_everything
 
 
-def augmentation(aug: dict, input_size: int):
+def augmentation(aug: dict, input_size: int, to_tensor: bool = True):
     from torchvision import transforms as T
 
     steps = []
@@ -38,18 +43,48 @@ def augmentation(aug: dict, input_size: int):
     hue = min(0.5, cj) if aug["hue"] is None else aug["hue"]  # null: as published, hue = colour jitter
     if cj > 0 or hue > 0:
         steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=hue))
-    steps.append(T.ToTensor())
+    if to_tensor:
+        steps.append(T.ToTensor())
     return T.Compose(steps)
 
 
+class CameraPath:
+    """A sensor-size frame (PIL) jittered as the others are, with sensor noise, then what the
+    firmware makes of it at the model's input, as the float model's [0, 1] CHW tensor."""
+
+    def __init__(self, aug: dict, input_size: int):
+        from .camera import SENSOR
+
+        self.jitter = augmentation(aug, SENSOR, to_tensor=False)
+        self.noise = aug["noise"]
+        self.input_size = input_size
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from .camera import camera_pixels
+
+        frame = np.asarray(self.jitter(image), dtype=np.float32)
+        if self.noise:
+            frame = frame + torch.randn(frame.shape).numpy() * self.noise
+        frame = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        pixels = camera_pixels(frame[None], self.input_size)[0]
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).float().div_(255.0)
+
+
 class Labelled(Dataset):
-    def __init__(self, images: np.ndarray, targets: np.ndarray, transform):
+    """Training frames with their targets; with sensor-size frames too, a share of the samples
+    goes through the camera's input path instead of the stored frame's augmentation."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform, camera: np.ndarray | None = None,
+                 camera_transform=None, camera_share: float = 0.0):
         self.images, self.targets, self.transform = images, targets, transform
+        self.camera, self.camera_transform, self.camera_share = camera, camera_transform, camera_share
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
+        if self.camera is not None and self.camera_share > 0 and float(torch.rand(1)) < self.camera_share:
+            return self.camera_transform(Image.fromarray(np.asarray(self.camera[i]))), int(self.targets[i])
         return self.transform(Image.fromarray(np.asarray(self.images[i]))), int(self.targets[i])
 
 
@@ -69,7 +104,10 @@ class FinetuneResult:
     device: str
 
 
-def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: dict, input_size: int) -> FinetuneResult:
+def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: dict, input_size: int,
+             camera: np.ndarray | None = None) -> FinetuneResult:
+    """Train `model` on the frames (and, with augment.camera > 0, on `camera`: the same frames at
+    the sensor's size, in the same order)."""
     gen = seed_everything(cfg["seed"])
     dev = device()
     model.to(dev)
@@ -82,7 +120,9 @@ def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: di
         groups = [{"params": model.classifier.parameters(), "lr": cfg["full"]["lr_head"]},
                   {"params": model.features.parameters(), "lr": cfg["full"]["lr_backbone"]}]
     optimizer = torch.optim.SGD(groups, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    loader = DataLoader(Labelled(images, targets, augmentation(cfg["augment"], input_size)),
+    aug = cfg["augment"]
+    data = Labelled(images, targets, augmentation(aug, input_size), camera, CameraPath(aug, input_size), aug["camera"])
+    loader = DataLoader(data,
                         batch_size=min(cfg["batch_size"], len(images)), shuffle=True, num_workers=0, generator=gen)
     steps = cfg["epochs"] * len(loader)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))

@@ -60,6 +60,24 @@ def load_image(path: Path, size: int, crop: str) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def load_sensor_image(path: Path, size: int) -> np.ndarray:
+    """An image file as the camera's sensor window would hold it: the centred square, scaled
+    with area averaging (as light falls on the sensor's pixels) to size x size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PipelineError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    side = min(img.width, img.height)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BOX)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def without_test_images(items, test_items, folder: Path, test_folder: Path):
     """Training images minus any that is also a test image (same bytes): a frame seen in
     training says nothing when tested. The published train/ and dev/ share one (C-10352)."""

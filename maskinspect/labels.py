@@ -1,5 +1,5 @@
-"""Labels: a CSV (frame_id,label[,...]) or labelled folders (<dir>/<class>/<frame_id>.<ext>,
-the published layout), checked row by row.
+"""Labels: a CSV (frame_id,label[,...]), a Label Studio export (label_studio.py) or labelled
+folders (<dir>/<class>/<frame_id>.<ext>, the published layout), checked row by row.
 
 Errors name the row: an unknown label, a frame labelled twice, a frame that does not exist.
 """
@@ -58,10 +58,16 @@ def read_folder_labels(root: Path) -> list[Label]:
 
 
 def read_labels(path: str | Path) -> list[Label]:
+    from .label_studio import is_export, read_export
+
     path = Path(path)
     if not path.exists():
         return []
-    return read_folder_labels(path) if path.is_dir() else read_csv_labels(path)
+    if path.is_dir():
+        return read_folder_labels(path)
+    if is_export(path):
+        return [Label(fid, label, where) for fid, label, where in read_export(path)]
+    return read_csv_labels(path)
 
 
 def check(labels: list[Label], known: "FrameRanges | None" = None) -> dict[str, str]:
@@ -111,11 +117,25 @@ class FrameRanges:
         return None
 
 
-def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
-    """Frame ids and labels of a labels file a stage wrote (frame_id,label), in file order."""
-    with Path(path).open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["frame_id"] for r in rows], [r.get("label", "") for r in rows]
+def read_labelled(paths) -> tuple[list[str], list[str]]:
+    """Frame ids and labels of the labels files stages wrote (frame_id,label), in file order: one
+    path, or several (the videos' and the images' labels) read one after the other."""
+    ids: list[str] = []
+    labels: list[str] = []
+    for path in (paths if isinstance(paths, (list, tuple)) else [paths]):
+        with Path(path).open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        ids += [r["frame_id"] for r in rows]
+        labels += [r.get("label", "") for r in rows]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise PipelineError(f"frame {dup} is in more than one labels file ({', '.join(map(str, paths))})")
+    return ids, labels
+
+
+def shown(paths) -> str:
+    """Paths as a person reads them in a message."""
+    return ", ".join(map(str, paths)) if isinstance(paths, (list, tuple)) else str(paths)
 
 
 def export_to_label(folder: Path, table: Path, ids: list[str], images) -> None:

@@ -32,7 +32,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-RECIPE = "images_recipe"  # settings applied over the sections when data.source is images
+RECIPE = "demo_recipe"  # the demo's settings, applied over the sections when data.source is demo
 
 
 def _relaxed(node):
@@ -50,7 +50,7 @@ def schema() -> dict:
     sections = {k: _relaxed(v) for k, v in full["properties"].items() if k != "data"}
     full["properties"][RECIPE] = {
         "type": "object", "additionalProperties": False, "properties": sections,
-        "description": "sections (or parts of them) that replace the defaults when data.source is images",
+        "description": "sections (or parts of them) that replace the real-data recipe when data.source is demo",
     }
     return full
 
@@ -64,7 +64,7 @@ def merge(base: dict, over: dict) -> dict:
 
 def recipe_for(raw: dict) -> str | None:
     """The section of settings that applies over the others for this data, if any."""
-    return RECIPE if raw["data"]["source"] == "images" and raw.get(RECIPE) else None
+    return RECIPE if raw["data"]["source"] == "demo" and raw.get(RECIPE) else None
 
 
 def effective(raw: dict) -> dict:
@@ -126,10 +126,10 @@ def _check_consistency(params: dict, source: str) -> None:
     if abs(total - 1.0) > 1e-6:
         raise PipelineError(f"{source}: demo.mix: shares must add up to 1 (they add up to {total:g})")
     data = params["data"]
-    if data["source"] == "images":
+    if "images" in data["source"]:
         for key in ("images_dir", "test_dir"):
             if not data.get(key):
-                raise PipelineError(f"{source}: data.{key}: required when data.source is images")
+                raise PipelineError(f"{source}: data.{key}: required when data.source is {data['source']}")
 
 
 def parse(text: str, source: str = DEFAULT_PARAMS) -> dict:
@@ -146,7 +146,7 @@ def parse(text: str, source: str = DEFAULT_PARAMS) -> dict:
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """The validated params a stage runs with (images_recipe applied for real camera frames)."""
+    """The validated params a stage runs with (with the demo, demo_recipe applied)."""
     return effective(load_raw(path))
 
 

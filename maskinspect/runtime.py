@@ -1,6 +1,7 @@
-"""Running an int8 model as the camera would, on the host: the camera's input conversion and the
-two interpreters (LiteRT, the reference; TensorFlow Lite Micro, the camera's own interpreter).
-The quantize, tflm_check and compare_published stages and the emulated camera all use these.
+"""Running an int8 model on the host: its input from the stored frames, and the two interpreters
+(LiteRT, the reference; TensorFlow Lite Micro, the camera's own interpreter). What the camera
+itself feeds the model is maskinspect/camera.py. The quantize, tflm_check, firmware_check and
+compare_published stages and the emulated camera all use these.
 
 TFLM registers all of its builtin ops, not only OpenMV's subset; the gates check the op list
 against the firmware's. OpenMV's firmware links an older TFLM than PyPI's: what it prepares is
@@ -17,18 +18,16 @@ from .capture import redirected
 from .errors import PipelineError
 
 
-def firmware_input(images: np.ndarray, input_size: int) -> np.ndarray:
-    """What the OpenMV firmware feeds an int8 model: the frame resized (bilinear) to the
-    input shape, then pixel - 128, as int8 NHWC."""
-    from PIL import Image
+def host_input(images: np.ndarray, input_size: int) -> np.ndarray:
+    """The stored frames as the int8 model's input (pixel - 128, NHWC), scaled to the input size
+    as the float model's input is (training.to_input): the host's int8 figure."""
+    from .training import to_input
 
-    out = []
-    for img in images:
-        arr = np.asarray(img)
-        if arr.shape[0] != input_size or arr.shape[1] != input_size:
-            arr = np.asarray(Image.fromarray(arr).resize((input_size, input_size), Image.BILINEAR))
-        out.append(arr)
-    return (np.stack(out).astype(np.int16) - 128).astype(np.int8)
+    frames = np.asarray(images)
+    if frames.shape[1] != input_size or frames.shape[2] != input_size:
+        x = to_input(frames, input_size).permute(0, 2, 3, 1).numpy()
+        frames = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return (frames.astype(np.int16) - 128).astype(np.int8)
 
 
 # ---- LiteRT ---------------------------------------------------------------------------------

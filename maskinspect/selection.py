@@ -38,7 +38,7 @@ def k_center_greedy(points: np.ndarray, n: int, first: int) -> list[int]:
     return chosen
 
 
-def normalise(points: np.ndarray) -> np.ndarray:
+def unit_length(points: np.ndarray) -> np.ndarray:
     """Unit length rows: SimCLR embeddings are compared by angle."""
     norms = np.linalg.norm(points, axis=1, keepdims=True)
     return points / np.maximum(norms, 1e-12)
@@ -95,7 +95,7 @@ def split(embeddings: np.ndarray, blocks: list[tuple], n_select: int, n_test: in
                             "(lower select.test_fraction or select.block_seconds)")
     points = embeddings[pool]
     if normalize:
-        points = normalise(points)
+        points = unit_length(points)
     first = int(rng.integers(len(pool)))
     selected = [int(pool[i]) for i in k_center_greedy(points, n_select, first)]
     test = sorted(int(i) for i in rng.choice(np.array(test_pool, dtype=int), size=min(n_test, len(test_pool)),

@@ -180,3 +180,36 @@ def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) ->
     if len(set(numbers)) != len(numbers):
         raise PipelineError(f"{path}: repeated timestamps; cannot number its frames")
     return Extracted(frames=frames, frame_numbers=numbers, times=[t for _, t in kept], info=info)
+
+
+def frames_by_number(path: str | Path, numbers: Iterable[int], size: int, crop: str) -> dict[int, np.ndarray]:
+    """Source frames `numbers` (decode order, as frame ids count them) of a video, centre-cropped
+    and scaled to size x size: decoded in one pass, keeping only those asked for."""
+    import subprocess
+
+    path = Path(path)
+    _check_file(path)
+    wanted = set(int(n) for n in numbers)
+    if not wanted:
+        return {}
+    frame_bytes = size * size * 3
+    args = extraction_args(path, None, size, crop)
+    args[args.index("level+info")] = "error"  # no per-frame showinfo lines: frames come in decode order
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    found: dict[int, np.ndarray] = {}
+    n = 0
+    try:
+        while len(found) < len(wanted):
+            data = process.stdout.read(frame_bytes)
+            if len(data) < frame_bytes:
+                break
+            if n in wanted:
+                found[n] = np.frombuffer(data, dtype=np.uint8).reshape(size, size, 3).copy()
+            n += 1
+    finally:
+        process.kill()
+        process.communicate()
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise PipelineError(f"{path}: has no frame {missing[0]} (it decodes {n} frames)")
+    return found

@@ -6,8 +6,9 @@
 # and prints the class, its confidence and the frame rate.
 #
 # Copy the bundle (main.py, model.tflite, model.txt) to the camera's flash or SD card.
-# The model takes RGB at its input size; the firmware resizes the frame to it and feeds
-# pixel - 128 (the model was built for input scale 1/255, zero point -128).
+# The camera takes the centred 240 x 240 square of its QVGA frame, in RGB565; the firmware
+# scales it to the model's input and feeds pixel - 128 (the model was built for input scale
+# 1/255, zero point -128). The model was trained and measured for exactly this input path.
 
 import math
 import ml
@@ -18,8 +19,7 @@ from pyb import LED
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "model.txt"
 LED_OF_CLASS = {"bad": 1, "good": 2, "no_mask": 3}  # pyb LED numbers: 1 red, 2 green, 3 blue
-# Frame sizes the sensor delivers directly, by side length; other sizes are windowed.
-SQUARE_FRAMESIZES = {64: "B64X64", 128: "B128X128", 160: "B160X160", 320: "B320X320"}
+WINDOW = 240  # the centred square of the QVGA frame, as the pipeline's camera frames are taken
 
 
 def read_labels(model):
@@ -30,16 +30,13 @@ def read_labels(model):
         return [line.strip() for line in f if line.strip()]
 
 
-def setup_camera(side):
+def setup_camera():
     sensor.reset()
     sensor.set_pixformat(sensor.RGB565)
-    framesize = getattr(sensor, SQUARE_FRAMESIZES.get(side, ""), None)
-    if framesize is not None:
-        sensor.set_framesize(framesize)
-    else:
-        # A centred square of the sensor, as the training frames were cropped.
-        sensor.set_framesize(sensor.QVGA)
-        sensor.set_windowing((240, 240))
+    # The same square on every firmware: 4.x crops a wider frame to the model's aspect, 5.x
+    # stretches it; a square window is scaled alike by both.
+    sensor.set_framesize(sensor.QVGA)
+    sensor.set_windowing((WINDOW, WINDOW))
     sensor.skip_frames(time=2000)
 
 
@@ -54,8 +51,7 @@ def show(leds, label):
 def main():
     model = ml.Model(MODEL_FILE, load_to_fb=True)
     labels = read_labels(model)
-    side = model.input_shape[0][1]
-    setup_camera(side)
+    setup_camera()
     leds = {name: LED(number) for name, number in LED_OF_CLASS.items()}
     clock = time.clock()
     print("model: %d bytes, arena %d bytes, input %s, labels %s" % (model.len, model.ram, model.input_shape, labels))

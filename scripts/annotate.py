@@ -1,12 +1,12 @@
 """Stage annotate: labels for the selected (training) and test frames; the hand-off to a person.
 
-In:  --selected and --test-sample frame lists, --frames shards, --labels: a CSV
-     (frame_id,label) or labelled folders <dir>/<class>/<frame_id>.<ext>. With demo data the
-     generator's ground truth is that CSV.
+In:  --selected and --test-sample frame lists, --frames shards, --videos (to show a frame to
+     be labelled large), --labels: a CSV (frame_id,label), a Label Studio export or labelled
+     folders <dir>/<class>/<frame_id>.<ext>. With demo data the generator's ground truth is that CSV.
 Out: --train-labels and --test-labels CSVs (frame_id,label).
-When frames lack labels, it writes them for a person to label, beside --train-labels:
-to_label/<frame_id>.png and to_label.csv (fill in the label column, then save it as the
-labels file or add its rows to it), and fails with one line saying how many and where.
+When frames lack labels, it writes the hand-off beside --train-labels (maskinspect/handoff.py:
+to_label/ for the labelling page and Label Studio, to_label.csv to fill in by hand) and fails
+with one line saying how many, and the command that serves the labelling page.
 """
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from maskinspect import CLASSES, cli
 from maskinspect.atomic import kept_on_failure, write_csv
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
-from maskinspect.labels import FrameRanges, check, export_to_label, read_labelled, read_labels
+from maskinspect import handoff
+from maskinspect.camera import SENSOR
+from maskinspect.labels import FrameRanges, check, read_labelled, read_labels
+from maskinspect.video import frames_by_number
 
 
 @cli.stage("annotate")
@@ -34,10 +37,10 @@ def main(args, params):
         folder = args.train_labels.parent / "to_label"
         table = args.train_labels.parent / "to_label.csv"
         with kept_on_failure():
-            export_to_label(folder, table, missing, frames.take(missing))
-        raise PipelineError(f"{len(missing)} of {len(wanted)} frames lack labels: label the frames in {folder}/ "
-                            f"by filling in {table} (or sorting the images into {args.labels}/<class>/ folders) "
-                            f"and save the labels as {args.labels}")
+            hand_off(args, params, frames, missing, in_selected, folder, table)
+        raise PipelineError(f"{len(missing)} of {len(wanted)} frames lack labels: run `maskinspect label` to label "
+                            f"them in your browser (or import {folder}/label-studio/ into Label Studio, or fill in "
+                            f"{table}); the labels go to {args.labels}, then run the build again")
     write_csv(args.train_labels, ("frame_id", "label"), [(fid, labels[fid]) for fid in selected])
     write_csv(args.test_labels, ("frame_id", "label"), [(fid, labels[fid]) for fid in test])
 
@@ -48,6 +51,31 @@ def main(args, params):
         return ", ".join(f"{k} {v}" for k, v in counts.items())
 
     print(f"annotate: train {len(selected)} ({mix(selected)}); test {len(test)} ({mix(test)})", file=sys.stderr)
+
+
+def hand_off(args, params, frames, missing, in_selected, folder, table) -> None:
+    """The frames that lack labels, in labelling order, large and with their neighbours."""
+    pos = frames.position()
+    videos = {p.stem: p for p in args.videos}
+    rows, context, per_video = [], {}, {}
+    for order, fid in enumerate(missing):
+        i = pos[fid]
+        video = frames.videos[i]
+        time = frames.times[i]
+        rows.append({"frame_id": fid, "video": video, "frame": frames.numbers[i],
+                     "time": None if time is None else round(float(time), 2),
+                     "set": "train" if fid in in_selected else "test", "order": order})
+        near = [j for j in range(i - handoff.CONTEXT, i + handoff.CONTEXT + 1)
+                if 0 <= j < len(frames) and frames.videos[j] == video]
+        context[fid] = handoff.context_strip([frames.images[j] for j in near], near.index(i))
+        per_video.setdefault(video, []).append(fid)
+    large = {}
+    for video, fids in per_video.items():
+        if video not in videos:
+            raise PipelineError(f"video {video} of frame {fids[0]} is not among --videos")
+        got = frames_by_number(videos[video], [frames.numbers[pos[f]] for f in fids], SENSOR, params["frames"]["crop"])
+        large.update({f: got[frames.numbers[pos[f]]] for f in fids})
+    handoff.write(folder, table, str(args.labels), rows, large, context, url_root=args.params.resolve().parent)
 
 
 if __name__ == "__main__":

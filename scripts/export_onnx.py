@@ -14,7 +14,7 @@ from maskinspect.atomic import atomic_path, write_json
 from maskinspect.errors import PipelineError
 from maskinspect.export import export_onnx, onnx_parity
 from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled
+from maskinspect.labels import read_labelled, shown
 
 
 @cli.stage("export_onnx")
@@ -24,7 +24,7 @@ def main(args, params):
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     ids = read_labelled(args.test_labels)[0][: cfg["parity_frames"]]
     if not ids:
-        raise PipelineError(f"{args.test_labels}: no test frames to check the ONNX model on")
+        raise PipelineError(f"{shown(args.test_labels)}: no test frames to check the ONNX model on")
     images = load_shards(args.frames).take(ids, "test frame")
     with atomic_path(args.onnx, suffix=".onnx") as tmp:  # renamed into place only when it passes
         export_onnx(model, model_cfg["input_size"], tmp, cfg["opset"])

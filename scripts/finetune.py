@@ -1,10 +1,12 @@
 """Stage finetune: the classifier (pretrained backbone + linear head) trained on the labelled frames.
 
-In:  --backbone weights, --frames shards, --train-labels and --test-labels (frame_id,label),
+In:  --backbone weights, --frames shards, --camera (the labelled frames at the sensor's size:
+     the camera-path augmentation and figure), --train-labels and --test-labels (frame_id,label),
      params.yaml (model.*, finetune.*, runtime.threads)
 Out: --classifier weights (.safetensors); on the test sample: --metrics JSON (accuracy,
-     balanced accuracy, per-class recall, confusion matrix), --predictions CSV (a DVC
-     confusion plot), --confusion PNG; --curve CSV per epoch (loss, accuracy: a DVC plot)
+     balanced accuracy, per-class recall, confusion matrix; and through the camera's input
+     path), --predictions CSV (a DVC confusion plot), --confusion PNG; --curve CSV per epoch
+     (loss, accuracy: a DVC plot)
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import sys
 
 from maskinspect import CLASSES, cli, models
 from maskinspect.atomic import write_csv, write_json
+from maskinspect.camera import camera_pixels
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled
+from maskinspect.labels import read_labelled, shown
 from maskinspect.plots import confusion_matrix
 from maskinspect.training import batched_forward, seed_everything
 
@@ -31,21 +34,29 @@ def main(args, params):
     train_ids, train_labels = read_labelled(args.train_labels)
     test_ids, test_labels = read_labelled(args.test_labels)
     if not train_ids:
-        raise PipelineError(f"{args.train_labels}: no labelled training frames")
+        raise PipelineError(f"{shown(args.train_labels)}: no labelled training frames")
     seed_everything(cfg["seed"])  # the head's initial weights come from torch's RNG too
     model = models.build_classifier(model_cfg)
     models.load_into(model.features, models.load_weights(args.backbone), str(args.backbone))
     targets = np.array([CLASSES.index(label) for label in train_labels])
-    result = finetune(model, frames.take(train_ids, "training frame"), targets, cfg, model_cfg["input_size"])
+    camera = load_shards(args.camera)
+    train_camera = camera.take(train_ids, "training frame") if cfg["augment"]["camera"] > 0 else None
+    result = finetune(model, frames.take(train_ids, "training frame"), targets, cfg, model_cfg["input_size"],
+                      camera=train_camera)
     models.save_weights(args.classifier, model, {"stage": "finetune", "mode": cfg["mode"], "classes": ",".join(CLASSES)})
     write_csv(args.curve, ("epoch", "loss", "accuracy"),
               [(c["epoch"], f"{c['loss']:.6f}", f"{c['accuracy']:.4f}") for c in result.curve])
 
     predicted: list[str] = []
+    through_camera: list[str] = []
     if test_ids:
-        logits = batched_forward(model, frames.take(test_ids, "test frame"), model_cfg["input_size"], 256)
-        predicted = labels_of(logits)
+        size = model_cfg["input_size"]
+        predicted = labels_of(batched_forward(model, frames.take(test_ids, "test frame"), size, 256))
+        sensor = camera.take(test_ids, "test frame")
+        through_camera = labels_of(batched_forward(model, camera_pixels(sensor, size), size, 256))
     metrics = report(test_labels, predicted)
+    camera_report = report(test_labels, through_camera)
+    metrics["camera"] = {k: camera_report[k] for k in ("accuracy", "balanced_accuracy", "recall")}
     metrics["train_count"] = len(train_ids)
     metrics["mode"] = cfg["mode"]
     write_json(args.metrics, metrics)

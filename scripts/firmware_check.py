@@ -5,7 +5,8 @@ firmware links (--libraries/<commit>/) into a bare-metal program, run under QEMU
 Cortex-M7) on the first firmware.frames test frames as the camera feeds them, and must prepare,
 run, and give the host TFLite Micro's outputs (argmax identical, logits within 1 LSB).
 
-In:  --model int8 .tflite, --frames shards, --test-labels, --libraries (OpenMV's prebuilt
+In:  --model int8 .tflite, --camera (the labelled frames at the sensor's size), --test-labels,
+     --libraries (OpenMV's prebuilt
      libtflm, a folder per commit), --calibration-model (the 2020 model, whose 150 ms on the
      board turn instruction counts into milliseconds), params.yaml (model.input_size, firmware.*,
      tflm.max_arena_bytes)
@@ -23,10 +24,11 @@ from pathlib import Path
 
 from maskinspect import cli, firmware, runtime
 from maskinspect.atomic import write_json
+from maskinspect.camera import camera_input
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
 from maskinspect.gates import openmv_ops
-from maskinspect.labels import read_labelled
+from maskinspect.labels import read_labelled, shown
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -51,8 +53,8 @@ def main(args, params):
     model = runtime.read_model(args.model)
     ids = read_labelled(args.test_labels)[0][: cfg["frames"]]
     if not ids:
-        raise PipelineError(f"{args.test_labels}: no test frames to run on the emulated camera")
-    inputs = runtime.firmware_input(load_shards(args.frames).take(ids, "test frame"), params["model"]["input_size"])
+        raise PipelineError(f"{shown(args.test_labels)}: no test frames to run on the emulated camera")
+    inputs = camera_input(load_shards(args.camera).take(ids, "test frame"), params["model"]["input_size"])
     host = runtime.run_tflm(model, inputs, runtime.smallest_arena(model)).astype(np.int16)
 
     by_commit: dict[str, list[str]] = defaultdict(list)

@@ -4,7 +4,9 @@ shards with their labels: the images source's counterpart of extract_frames and 
 In:  --train-dir and --test-dir folders; params.yaml (frames.size, frames.crop)
 Out: per folder a shard (--*-frames .npy), its index (--*-index .csv; frame_id is the file
      name without extension) and its labels (--*-labels .csv, frame_id,label: the class
-     folder). A training image that is also a test image (same bytes) is left out, and said so.
+     folder); and the images as the camera's sensor window holds them (--*-camera .npy at
+     240 x 240, --*-camera-index .csv), for the figures through the camera's input path.
+     A training image that is also a test image (same bytes) is left out, and said so.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 from maskinspect import CLASSES, cli
 from maskinspect.atomic import save_npy, write_csv
 from maskinspect.frames import INDEX_HEADER
-from maskinspect.images import index_rows, load_image, read_labelled_folder, without_test_images
+from maskinspect.camera import SENSOR
+from maskinspect.images import index_rows, load_image, load_sensor_image, read_labelled_folder, without_test_images
 
 
 @cli.stage("pack_images")
@@ -24,12 +27,13 @@ def main(args, params):
     test_items = read_labelled_folder(args.test_dir, CLASSES)
     train_items = without_test_images(read_labelled_folder(args.train_dir, CLASSES), test_items,
                                       args.train_dir, args.test_dir)
-    for items, folder, frames, index, labels in (
-            (train_items, args.train_dir, args.train_frames, args.train_index, args.train_labels),
-            (test_items, args.test_dir, args.test_frames, args.test_index, args.test_labels)):
-        save_npy(frames, np.stack([load_image(path, cfg["size"], cfg["crop"]) for path, _ in items]))
-        write_csv(index, INDEX_HEADER, index_rows(items))
-        write_csv(labels, ("frame_id", "label"), [(path.stem, label) for path, label in items])
+    for part, items, folder in (("train", train_items, args.train_dir), ("test", test_items, args.test_dir)):
+        out = {role: getattr(args, f"{part}_{role}") for role in ("frames", "index", "labels", "camera", "camera_index")}
+        save_npy(out["frames"], np.stack([load_image(path, cfg["size"], cfg["crop"]) for path, _ in items]))
+        write_csv(out["index"], INDEX_HEADER, index_rows(items))
+        write_csv(out["labels"], ("frame_id", "label"), [(path.stem, label) for path, label in items])
+        save_npy(out["camera"], np.stack([load_sensor_image(path, SENSOR) for path, _ in items]))
+        write_csv(out["camera_index"], INDEX_HEADER, index_rows(items))
         counts = ", ".join(f"{c} {sum(1 for _, label in items if label == c)}" for c in CLASSES)
         print(f"pack_images: {folder}: {len(items)} images ({counts}) at {cfg['size']} px", file=sys.stderr)
 

@@ -1,11 +1,14 @@
 """Stage quantize: full-integer int8 TFLite through onnx2tf, hermetic and gated.
 
 In:  --onnx model, --classifier float weights (for the float figures), --frames shards,
-     --train-labels (calibration: a fixed sample spread evenly over the training frames in
-     label order, that reaches pixel values 0 and 255), --test-labels, params.yaml (model.*, quantize.*)
-Out: --model int8 .tflite (int8 input and output, per-channel weights); on the test sample
-     --metrics JSON (float vs int8 accuracy, balanced accuracy, per-class recall, the drop),
-     --predictions CSV (a DVC confusion plot), --confusion PNG
+     --camera (the labelled frames at the sensor's size), --train-labels (calibration: a fixed
+     sample spread evenly over the training frames in label order, that reaches pixel values 0
+     and 255), --test-labels, params.yaml (model.*, quantize.*)
+Out: --model int8 .tflite (int8 input and output, convolution weights per channel, the dense
+     head's per tensor); on the test sample --metrics JSON: accuracy, balanced accuracy and
+     per-class recall of the float model, of the int8 model on the stored frames (the host's
+     figure) and of the int8 model through the camera's input path (what the camera gives),
+     the drops between them; --predictions CSV (a DVC confusion plot), --confusion PNG
 Fails when a tensor on the data path is not int8, an op is outside OpenMV's resolver, or the
 input scale is not 1/255 / zero point not -128. No network access (enforced).
 """
@@ -20,9 +23,10 @@ from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.frames import load_shards
 from maskinspect.gates import check_gates
-from maskinspect.labels import read_labelled
+from maskinspect.labels import read_labelled, shown
 from maskinspect.plots import confusion_matrix
-from maskinspect.runtime import firmware_input, run_litert
+from maskinspect.camera import camera_input
+from maskinspect.runtime import host_input, run_litert
 from maskinspect.training import batched_forward, to_input
 
 
@@ -36,11 +40,11 @@ def main(args, params):
     train_ids, _ = read_labelled(args.train_labels)
     test_ids, test_labels = read_labelled(args.test_labels)
     if not test_ids:
-        raise PipelineError(f"{args.test_labels}: no test frames; the int8 model could not be judged")
+        raise PipelineError(f"{shown(args.test_labels)}: no test frames; the int8 model could not be judged")
     position = frames.position()
     order = [position[i] for i in train_ids if i in position]
     if not order:
-        raise PipelineError(f"{args.train_labels}: no training frames to calibrate the int8 model with")
+        raise PipelineError(f"{shown(args.train_labels)}: no training frames to calibrate the int8 model with")
     pick = calibration_sample(len(order), cfg["calibration_frames"])
     calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
     pinned = pin_input_range(calibration)
@@ -55,18 +59,23 @@ def main(args, params):
     model = models.build_classifier(model_cfg)
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     float_pred = labels_of(batched_forward(model, test_images, size, 256))
-    int8_pred = labels_of(run_litert(args.model, firmware_input(test_images, size)).scores)
+    int8_pred = labels_of(run_litert(args.model, host_input(test_images, size)).scores)
+    sensor = load_shards(args.camera).take(test_ids, "test frame")
+    camera_pred = labels_of(run_litert(args.model, camera_input(sensor, size)).scores)
     float_report, int8_report = report(test_labels, float_pred), report(test_labels, int8_pred)
+    camera_report = report(test_labels, camera_pred)
 
-    def drop(key):
-        a, b = float_report[key], int8_report[key]
+    def drop(key, a=float_report, b=int8_report):
+        a, b = a[key], b[key]
         return None if a is None or b is None else round(a - b, 4)
 
     inp, out = graph.input(), graph.output()
     metrics = {
         "float": {k: float_report[k] for k in ("accuracy", "balanced_accuracy", "recall")},
         "int8": {k: int8_report[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")},
+        "camera": {k: camera_report[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")},
         "drop": {"accuracy": drop("accuracy"), "balanced_accuracy": drop("balanced_accuracy")},
+        "camera_gap": {"balanced_accuracy": drop("balanced_accuracy", int8_report, camera_report)},
         "test_count": len(test_ids),
         "calibration": {"frames": len(calibration), "pinned": pinned},
         "model_bytes": graph.size,
@@ -81,7 +90,8 @@ def main(args, params):
                      f"balanced accuracy {int8_report['balanced_accuracy']}")
     print(f"quantize: {graph.size} bytes, ops {', '.join(graph.op_names)}; input scale {inp.scale[0]:.8f} zero point "
           f"{inp.zero_point[0]}; balanced accuracy float {float_report['balanced_accuracy']} -> int8 "
-          f"{int8_report['balanced_accuracy']}", file=sys.stderr)
+          f"{int8_report['balanced_accuracy']} -> through the camera's input path "
+          f"{camera_report['balanced_accuracy']}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stage tflm_check: the int8 model in TensorFlow Lite Micro on the host, as the camera runs it.
 
-In:  --model int8 .tflite, --frames shards, --test-labels, params.yaml (model.*, tflm.*)
-Out: --metrics JSON: agreement with LiteRT on the test sample (share of identical argmax,
+In:  --model int8 .tflite, --camera (the labelled frames at the sensor's size), --test-labels,
+     params.yaml (model.*, tflm.*)
+Out: --metrics JSON: agreement with LiteRT on the test sample as the camera feeds it (share of identical argmax,
      max difference in LSB), smallest working arena (bytes), model size, MACs and MOps
      counted from the graph (mops: 2 x MACs, the published convention; all_mops: with the
      elementwise ops). What it costs on the camera itself is measured by firmware_check.
@@ -13,9 +14,10 @@ import sys
 
 from maskinspect import cli, runtime, tflite_graph
 from maskinspect.atomic import write_json
+from maskinspect.camera import camera_input
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled
+from maskinspect.labels import read_labelled, shown
 
 
 @cli.stage("tflm_check")
@@ -29,8 +31,8 @@ def main(args, params):
     arena = runtime.smallest_arena(model)
     ids = read_labelled(args.test_labels)[0]
     if not ids:
-        raise PipelineError(f"{args.test_labels}: no test frames to run")
-    inputs = runtime.firmware_input(load_shards(args.frames).take(ids, "test frame"), size)
+        raise PipelineError(f"{shown(args.test_labels)}: no test frames to run")
+    inputs = camera_input(load_shards(args.camera).take(ids, "test frame"), size)
     micro = runtime.run_tflm(model, inputs, arena)
     lite = runtime.run_litert(args.model, inputs).raw
     lsb = int(np.abs(micro.astype(np.int16) - lite.astype(np.int16)).max())

@@ -23,16 +23,23 @@ def repo_params() -> dict:
 
 
 def tiny_params(**overrides) -> dict:
-    """The repository's params, shrunk so that every stage runs in seconds."""
+    """The repository's params, shrunk so that every stage runs in seconds: the demo (its recipe
+    included) and the real-data recipe alike. Overrides are dotted keys as written in params.yaml
+    (with the demo, `demo_recipe.finetune.epochs` is what finetune runs with)."""
     p = copy.deepcopy(repo_params())
     p["demo"].update(videos=2, seconds=6, fps=10, size=96)
     p["frames"].update(fps=None, size=64)
-    p["pretrain"].update(epochs=1, batch_size=32)
+    p["pretrain"].update(batch_size=32)
     p["select"].update(n=40, test_n=30, test_fraction=0.3, block_seconds=1)
-    p["finetune"].update(epochs=3, batch_size=20)
+    p["finetune"].update(epochs=3, batch_size=16)
+    p["demo_recipe"]["pretrain"].update(epochs=1)
+    p["demo_recipe"]["finetune"].update(epochs=3, batch_size=20)
     p["export"].update(parity_frames=8)
     p["quantize"].update(calibration_frames=16)
+    p["crossval"].update(folds=2, repeats=2)
     # ../shared beside the repository, wherever the test's copy of it is
+    p["pretrain"]["init"] = str(ENDPOINTAI / "reference" / "pretrained.ckpt")
+    p["compare"]["published_model"] = str(ENDPOINTAI / "reference" / "lightly_resnet9.tflite")
     p["firmware"].update(libraries=str(SHARED / "openmv-libtflm"), frames=4,
                          calibration_model=str(ENDPOINTAI / "reference" / "lightly_resnet9.tflite"))
     for dotted, value in overrides.items():

@@ -19,7 +19,7 @@ def work(demo_data, tmp_path):
 def run_annotate(tmp_path, demo_data, labels):
     shards = sorted((demo_data / "frames").glob("*.npy"))
     return run_script("annotate.py", "--selected", "selected.csv", "--test-sample", "test.csv", "--frames", *shards,
-                      "--labels", labels, "--train-labels", "labels/train.csv", "--test-labels", "labels/test.csv",
+                      "--videos", *sorted((demo_data / "videos").glob("*.mp4")), "--labels", labels, "--train-labels", "labels/train.csv", "--test-labels", "labels/test.csv",
                       cwd=tmp_path, check=False)
 
 
@@ -62,7 +62,7 @@ def test_missing_labels_are_exported_for_a_person(work, demo_data):
     result = run_annotate(tmp_path, demo_data, labels)
     assert result.returncode == 1
     assert "annotate: error: 6 of 10 frames lack labels" in result.stderr
-    exported = sorted(p.stem for p in (tmp_path / "labels" / "to_label").glob("*.png"))
+    exported = sorted(p.stem for p in (tmp_path / "labels" / "to_label" / "images").glob("*.png"))
     assert exported == sorted([r["frame_id"] for r in truth[4:6]] + [r["frame_id"] for r in truth[70:74]])
     todo = list(csv.DictReader((tmp_path / "labels" / "to_label.csv").open()))
     assert {r["frame_id"] for r in todo} == set(exported) and all(r["label"] == "" for r in todo)

@@ -8,7 +8,7 @@ from maskinspect import CLASSES
 def test_tiny_pipeline_builds_every_artifact(tiny_build):
     expected = ["data/demo/truth.csv", "data/frames/demo-00.npy", "data/frames/demo-01.csv",
                 "models/backbone.safetensors", "data/embeddings/embeddings.npy", "data/selection/selected.csv",
-                "data/labels/train.csv", "models/classifier.safetensors", "models/classifier.onnx",
+                "data/labels/videos-train.csv", "models/classifier.safetensors", "models/classifier.onnx",
                 "models/classifier_int8.tflite", "metrics/finetune.json", "metrics/quantize.json",
                 "metrics/tflm.json", "dist/openmv/model.tflite", "dist/openmv/model.txt", "dist/openmv/main.py",
                 "dist/openmv/manifest.json", "dist/openmv.zip"]

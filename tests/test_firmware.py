@@ -48,8 +48,8 @@ def keras_int8(path: Path, dense_per_channel: bool) -> Path:
 
 def firmware_check(build: Path, model: Path, cwd: Path, **env):
     write_params(cwd / "params.yaml", tiny_params())
-    return run_script("firmware_check.py", "--model", model, "--frames", *sorted((build / "data/frames").glob("*.npy")),
-                      "--test-labels", build / "data/labels/test.csv", "--libraries", LIBTFLM,
+    return run_script("firmware_check.py", "--model", model, "--camera", *sorted((build / "data/frames").glob("camera-*.npy")),
+                      "--test-labels", build / "data/labels/videos-test.csv", "--libraries", LIBTFLM,
                       "--metrics", "firmware.json", cwd=cwd, check=False, env=env)
 
 

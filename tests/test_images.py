@@ -30,6 +30,8 @@ def pack(train_dir, test_dir, cwd, check=True):
     return run_script("pack_images.py", "--train-dir", train_dir, "--test-dir", test_dir,
                       "--train-frames", "t.npy", "--train-index", "t.csv", "--train-labels", "l.csv",
                       "--test-frames", "test.npy", "--test-index", "test.csv", "--test-labels", "test-labels.csv",
+                      "--train-camera", "tc.npy", "--train-camera-index", "tc.csv",
+                      "--test-camera", "testc.npy", "--test-camera-index", "testc.csv",
                       cwd=cwd, check=check)
 
 
@@ -62,6 +64,10 @@ def test_pack_images_writes_a_shard_and_leaves_test_images_out_of_training(folde
     assert index[0]["video"] == "demo-00" and int(index[0]["frame"]) >= 0  # published-style names parsed
     assert {r["label"] for r in labels} <= {"bad", "good", "no_mask"}
     assert all(r["frame_id"] == i["frame_id"] for r, i in zip(labels, index))
+    # The camera shard holds the same images, in the same order, as the sensor window sees them.
+    camera = np.load(tmp_path / "tc.npy")
+    assert camera.shape == (len(expected), 240, 240, 3) and camera.dtype == np.uint8
+    assert [r["frame_id"] for r in csv.DictReader((tmp_path / "tc.csv").open())] == [r["frame_id"] for r in index]
 
 
 def test_pack_images_names_an_unknown_class_folder(folders, tmp_path):
@@ -78,25 +84,19 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
     work = copy_repo(tmp_path / "repo")
     params = tiny_params()
     params["data"].update(source="images", images_dir=str(folders / "train"), test_dir=str(folders / "test"))
-    published = ENDPOINTAI / "reference" / "lightly_resnet9.tflite"
-    params["images_recipe"] = {
-        "pretrain": {"init": None, "epochs": 1},
-        "finetune": {"mode": "full", "epochs": 3, "batch_size": 16},
-        "crossval": {"folds": 2, "repeats": 2},
-        "compare": {"published_model": str(published) if published.exists() else None},
-    }
+    published = ENDPOINTAI / "reference" / "lightly_resnet9.tflite"  # the real-data recipe, tiny
     write_params(work / "params.yaml", params)
     init_git(work)
     result = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
     assert result.returncode == 0, result.stderr[-4000:]
-    for packed in ("data/frames/images-train.npy", "data/frames/images-test.csv", "data/labels/train.csv"):
+    for packed in ("data/frames/images-train.npy", "data/frames/images-test.csv", "data/labels/images-train.csv"):
         assert (work / packed).is_file(), packed
     assert not (work / "data/embeddings").exists()  # no selection stages with labelled folders
     cv = json.loads((work / "metrics/crossval.json").read_text())
     assert cv["folds"] == 2 and cv["repeats"] == 2 and 0 <= cv["balanced_accuracy_mean"] <= 1
     assert [(f["repeat"], f["fold"]) for f in cv["per_fold"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     # each repeat validates every training frame once
-    train_count = len((work / "data/labels/train.csv").read_text().splitlines()) - 1
+    train_count = len((work / "data/labels/images-train.csv").read_text().splitlines()) - 1
     assert sum(f["count"] for f in cv["per_fold"]) == 2 * train_count
     assert sum(map(sum, cv["pooled"]["confusion"]["matrix"])) == 2 * train_count
     assert (work / "dist/openmv/model.tflite").is_file()

@@ -93,8 +93,8 @@ def outputs(root: Path) -> dict[str, bytes]:
 def published(tiny_build):
     """The tiny build with its dvc.lock and metrics committed and tagged, as a release is."""
     git(tiny_build, "add", "dvc.lock", "metrics")
-    git(tiny_build, "commit", "-q", "-m", "tiny results")
-    git(tiny_build, "tag", TAG)
+    git(tiny_build, "commit", "-q", "--allow-empty", "-m", "tiny results")
+    git(tiny_build, "tag", "-f", TAG)
     return tiny_build
 
 

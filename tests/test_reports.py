@@ -19,7 +19,7 @@ def test_dvc_metrics_show_one_flat_summary_that_fits_a_terminal(tiny_build):
     workspace = next(iter(metrics.values()))["data"]
     assert list(workspace) == ["metrics/summary.json"]
     summary = workspace["metrics/summary.json"]["data"]
-    assert {"bal_acc_float", "bal_acc_int8", "bad_recall", "model_bytes", "arena_bytes", "mops", "minstr",
+    assert {"bal_acc_int8", "bal_acc_camera", "bad_recall", "bad_recall_camera", "model_bytes", "arena_bytes", "mops", "minstr",
             "latency_ms"} <= set(summary)
     assert all(isinstance(v, (int, float)) for v in summary.values())  # figures only: no settings, no prose
     table = run(tiny_build, "dvc", "metrics", "show").stdout

@@ -19,7 +19,7 @@ def sha(path):
 
 
 def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
-    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 3, "pretrain.batch_size": 40}))
+    write_params(tmp_path / "params.yaml", tiny_params(**{"demo_recipe.pretrain.epochs": 3, "pretrain.batch_size": 40}))
     shards = sorted((demo_data / "frames").glob("*.npy"))
     for run in ("a", "b"):
         run_script("pretrain.py", "--frames", *shards, "--backbone", f"{run}.safetensors", "--loss", f"{run}.csv",
@@ -35,7 +35,8 @@ def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
 @pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
 def test_published_checkpoint_used_as_is(demo_data, tmp_path):
     ckpt = ENDPOINTAI / "reference" / "pretrained.ckpt"
-    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0, "pretrain.init": str(ckpt)}))
+    write_params(tmp_path / "params.yaml", tiny_params(**{"demo_recipe.pretrain.epochs": 0,
+                                                                 "demo_recipe.pretrain.init": str(ckpt)}))
     run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")), "--init", ckpt,
                "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path)
     ours = models.load_weights(tmp_path / "b.safetensors")
@@ -45,7 +46,7 @@ def test_published_checkpoint_used_as_is(demo_data, tmp_path):
 
 
 def test_pretrain_epochs_zero_needs_weights(demo_data, tmp_path):
-    write_params(tmp_path / "params.yaml", tiny_params(**{"pretrain.epochs": 0}))
+    write_params(tmp_path / "params.yaml", tiny_params(**{"demo_recipe.pretrain.epochs": 0}))
     result = run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
                         "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "pretrain.epochs is 0 but pretrain.init names no weights" in result.stderr

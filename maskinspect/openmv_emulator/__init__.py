@@ -2,11 +2,12 @@
 ml, pyb, time), so that the very file that goes to the camera runs under CPython.
 
 - sensor.snapshot() returns the next frame of the given data, as the camera would deliver
-  it: resized to the frame size main.py set, through RGB565 (5/6/5 bits per channel);
-- ml.Model runs the model in the TFLite Micro interpreter with the firmware's input
-  conversion (bilinear resize to the input shape, then pixel - 128 as int8) and returns
-  dequantised outputs; its `labels` is None as on firmware 4.5.6-4.6.x, or read from
-  model.txt as on 4.7 and later;
+  it: the scene (a frame of any size) scaled with area averaging to the window main.py set,
+  through RGB565 (5/6/5 bits per channel);
+- ml.Model runs the model in the TFLite Micro interpreter with the firmware's input path
+  (maskinspect/camera.py: its own bilinear scaling to the input shape, then pixel XOR 0x80 as
+  int8) and returns dequantised outputs; its `labels` is None as on firmware 4.5.6-4.6.x, or
+  read from model.txt as on 4.7 and later;
 - pyb.LED records on/off; the LED state after each frame is kept;
 - the loop stops after `max_frames` frames (snapshot raises StopEmulation, which main.py's
   own `except Exception` could not swallow).
@@ -27,7 +28,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from .. import runtime
-from ..runtime import firmware_input
+from ..camera import camera_input, rgb565
 
 FRAMESIZES = {"QQVGA": (160, 120), "QVGA": (320, 240), "VGA": (640, 480), "B64X64": (64, 64),
               "B128X128": (128, 128), "B160X160": (160, 160), "B320X320": (320, 320), "B64X32": (64, 32),
@@ -37,13 +38,6 @@ EMULATED_MODULES = ("sensor", "image", "ml", "pyb", "time")
 
 class StopEmulation(BaseException):
     """Raised by sensor.snapshot() once the frames are used up."""
-
-
-def rgb565(frame: np.ndarray) -> np.ndarray:
-    """What survives the camera's RGB565 format, expanded back to 8 bits as the firmware does."""
-    f = frame.astype(np.uint16)
-    r, g, b = f[..., 0] >> 3, f[..., 1] >> 2, f[..., 2] >> 3
-    return np.stack([(r << 3) | (r >> 2), (g << 2) | (g >> 4), (b << 3) | (b >> 2)], axis=-1).astype(np.uint8)
 
 
 @dataclass
@@ -88,7 +82,7 @@ class Emulator:
             emu.taken += 1
             w, h = emu.window or emu.framesize
             if frame.shape[1] != w or frame.shape[0] != h:
-                frame = np.asarray(PILImage.fromarray(frame).resize((w, h), PILImage.BILINEAR))
+                frame = np.asarray(PILImage.fromarray(frame).resize((w, h), PILImage.BOX))
             return emu._image_module.Image(rgb565(frame))
 
         m.reset = lambda: None
@@ -144,7 +138,7 @@ class Emulator:
             def predict(self, inputs):
                 img = inputs[0]
                 side = self.input_shape[0][1]
-                x = firmware_input(img.pixels[None], side)[0]
+                x = camera_input(img.pixels[None], side)[0]
                 emu.run_record.input_fed.append(x)
                 self._interp.set_input(x[None], 0)
                 self._interp.invoke()

@@ -10,19 +10,23 @@ from ..errors import PipelineError
 from ..naming import VIDEO_NAME, demo_video_names, list_videos
 
 DEMO_TRUTH = "data/demo/truth.csv"
-IMAGE_SETS = ("train", "test")
 
 
 @dataclass
 class Layout:
     root: Path
-    source: str                       # demo | videos | images
+    source: str                       # demo | videos | images | videos+images
     videos: dict[str, dict[str, str]]  # video name -> {"path": file}: one extract_frames job each
     demo_videos: list[str]            # render_demo's outputs
     shards: list[str]                 # every frame shard (.npy; each has a .csv index beside it)
     train_shards: list[str]           # what pretraining and cross-validation see
-    indexes: list[str]
-    labels: str | None                # annotate's labels source (a CSV or class folders)
+    video_shards: list[str]
+    video_files: list[str]
+    indexes: list[str]                # the video shards' indexes (selection works on video frames)
+    camera_shards: list[str]          # the labelled frames as the camera's sensor window holds them (240 px)
+    labels: str | None                # annotate's labels source (a CSV, a Label Studio export or class folders)
+    train_labels: list[str]           # labels of the training frames (from annotate, pack_images or both)
+    test_labels: list[str]
     images_dir: str | None
     test_dir: str | None
     pretrain_init: str | None
@@ -37,7 +41,7 @@ class Layout:
 
     @property
     def from_videos(self) -> bool:
-        return self.source in ("demo", "videos")
+        return self.source in ("demo", "videos", "videos+images")
 
     @property
     def demo(self) -> bool:
@@ -45,14 +49,23 @@ class Layout:
 
     @property
     def images(self) -> bool:
-        return self.source == "images"
+        return "images" in self.source
+
+    @property
+    def real(self) -> bool:
+        """Camera footage (videos, labelled images or both), not the synthetic demo."""
+        return self.source != "demo"
 
     @property
     def compare(self) -> bool:
-        return self.images and self.published_model is not None
+        return self.real and self.published_model is not None
 
-    def image_shard(self, part: str, suffix: str = ".npy") -> str:
-        return f"data/frames/images-{part}{suffix}"
+
+VIDEO_LABELS = ("data/labels/videos-train.csv", "data/labels/videos-test.csv")
+IMAGE_LABELS = ("data/labels/images-train.csv", "data/labels/images-test.csv")
+IMAGE_SHARDS = ("data/frames/images-train.npy", "data/frames/images-test.npy")
+CAMERA_VIDEOS = "data/frames/camera-videos.npy"
+CAMERA_IMAGES = ("data/frames/camera-images-train.npy", "data/frames/camera-images-test.npy")
 
 
 def video_items(params: dict, root: Path) -> dict[str, dict[str, str]]:
@@ -60,13 +73,13 @@ def video_items(params: dict, root: Path) -> dict[str, dict[str, str]]:
     data = params["data"]
     if data["source"] == "demo":
         return {n: {"path": f"data/demo/videos/{n}.mp4"} for n in demo_video_names(params["demo"]["videos"])}
-    if data["source"] != "videos":
+    if "videos" not in data["source"]:
         return {}
     folder = Path(data["videos_dir"])
     videos = list_videos(root / folder)
     if not videos:
-        raise PipelineError(f"{folder}: no videos found (data.source is videos); put your videos there "
-                            f"or set data.source: demo")
+        raise PipelineError(f"{folder}: no videos found (data.source is {data['source']}); put your videos there "
+                            f"or set data.source")
     items: dict[str, dict[str, str]] = {}
     for v in videos:
         if not VIDEO_NAME.match(v.stem):
@@ -81,24 +94,27 @@ def layout(params: dict, root: Path) -> Layout:
     """The layout for params as written in params.yaml (the recipe applied where it decides)."""
     eff = params_mod.effective(params)
     data = params["data"]
-    videos = video_items(params, root)
     source = data["source"]
-    if source == "images":
-        shards = [f"data/frames/images-{part}.npy" for part in IMAGE_SETS]
-        train_shards = shards[:1]  # the test folder must not shape the model, even unlabelled
-    else:
-        shards = [f"data/frames/{name}.npy" for name in videos]
-        train_shards = shards
-    labels = DEMO_TRUTH if source == "demo" else (data["labels"] if source == "videos" else None)
+    videos = video_items(params, root)
+    video_shards = [f"data/frames/{name}.npy" for name in videos]
+    images = "images" in source
+    image_shards = list(IMAGE_SHARDS) if images else []
+    # The test folder must not shape the model, even unlabelled: pretraining sees training frames only.
+    train_shards = video_shards + image_shards[:1]
     return Layout(
         root=root, source=source, videos=videos,
         demo_videos=[v["path"] for v in videos.values()] if source == "demo" else [],
-        shards=shards, train_shards=train_shards, indexes=[s[: -len(".npy")] + ".csv" for s in shards],
-        labels=labels,
-        images_dir=data.get("images_dir") if source == "images" else None,
-        test_dir=data.get("test_dir") if source == "images" else None,
+        shards=video_shards + image_shards, train_shards=train_shards, video_shards=video_shards,
+        video_files=[v["path"] for v in videos.values()],
+        indexes=[s[: -len(".npy")] + ".csv" for s in video_shards],
+        camera_shards=([CAMERA_VIDEOS] if videos else []) + (list(CAMERA_IMAGES) if images else []),
+        labels=(DEMO_TRUTH if source == "demo" else data["labels"]) if videos else None,
+        train_labels=([VIDEO_LABELS[0]] if videos else []) + ([IMAGE_LABELS[0]] if images else []),
+        test_labels=([VIDEO_LABELS[1]] if videos else []) + ([IMAGE_LABELS[1]] if images else []),
+        images_dir=data.get("images_dir") if images else None,
+        test_dir=data.get("test_dir") if images else None,
         pretrain_init=eff["pretrain"]["init"],
-        published_model=eff["compare"]["published_model"] if source == "images" else None,
+        published_model=eff["compare"]["published_model"] if source != "demo" else None,
         firmware_libraries=eff["firmware"]["libraries"],
         calibration_model=eff["firmware"]["calibration_model"],
     )

@@ -10,7 +10,7 @@ script (whose `main` takes the roles as arguments: maskinspect.cli).
 from __future__ import annotations
 
 from .declare import Folder, From, Shards, Stage
-from .layout import DEMO_TRUTH, Layout
+from .layout import CAMERA_IMAGES, CAMERA_VIDEOS, DEMO_TRUTH, IMAGE_LABELS, IMAGE_SHARDS, VIDEO_LABELS, Layout
 
 BACKBONE = "models/backbone.safetensors"
 CLASSIFIER = "models/classifier.safetensors"
@@ -18,8 +18,9 @@ ONNX = "models/classifier.onnx"
 INT8 = "models/classifier_int8.tflite"
 SELECTED = "data/selection/selected.csv"
 TEST_SAMPLE = "data/selection/test.csv"
-TRAIN = "data/labels/train.csv"
-TEST = "data/labels/test.csv"
+TRAIN = From("train_labels", many=True)   # labels of the training frames: videos', images' or both
+TEST = From("test_labels", many=True)
+CAMERA = Shards("camera_shards")           # the labelled frames at the sensor's size, for the camera path
 OPENMV_OPS = "maskinspect/openmv_tflm_ops.txt"
 HARNESS = ("maskinspect/firmware/harness.cc", "maskinspect/firmware/startup.c", "maskinspect/firmware/mps2_an500.ld")
 
@@ -49,10 +50,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("pack_images", when="images",
           doc="labelled image folders (<dir>/<class>/*.jpg) as frame shards and labels",
           inputs={"train_dir": Folder("images_dir"), "test_dir": Folder("test_dir")},
-          outputs={"train_frames": "data/frames/images-train.npy", "train_index": "data/frames/images-train.csv",
-                   "train_labels": TRAIN,
-                   "test_frames": "data/frames/images-test.npy", "test_index": "data/frames/images-test.csv",
-                   "test_labels": TEST},
+          outputs={"train_frames": IMAGE_SHARDS[0], "train_index": "data/frames/images-train.csv",
+                   "train_labels": IMAGE_LABELS[0],
+                   "train_camera": CAMERA_IMAGES[0], "train_camera_index": "data/frames/camera-images-train.csv",
+                   "test_frames": IMAGE_SHARDS[1], "test_index": "data/frames/images-test.csv",
+                   "test_labels": IMAGE_LABELS[1],
+                   "test_camera": CAMERA_IMAGES[1], "test_camera_index": "data/frames/camera-images-test.csv"},
           params=("frames",)),
 
     Stage("pretrain",
@@ -64,8 +67,8 @@ STAGES: tuple[Stage, ...] = (
           threads=True, resources=training(mem_mb=8000, runtime=240)),
 
     Stage("embed", when="from_videos",
-          doc="a 16-number embedding of every frame from the pretrained backbone",
-          inputs={"frames": Shards("shards"), "backbone": BACKBONE},
+          doc="a 16-number embedding of every video frame from the pretrained backbone",
+          inputs={"frames": Shards("video_shards"), "backbone": BACKBONE},
           outputs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
           params=("model", "embed", "runtime.threads"),
           threads=True),
@@ -80,14 +83,22 @@ STAGES: tuple[Stage, ...] = (
 
     Stage("annotate", when="from_videos",
           doc="labels of the selected and test frames; stops for a person when some are missing",
-          inputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "frames": Shards("shards"),
-                  "labels": From("labels", optional=True)},
-          outputs={"train_labels": TRAIN, "test_labels": TEST},
+          inputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "frames": Shards("video_shards"),
+                  "videos": From("video_files", many=True), "labels": From("labels", optional=True)},
+          outputs={"train_labels": VIDEO_LABELS[0], "test_labels": VIDEO_LABELS[1]},
           params=("data.source", "data.labels")),
+
+    Stage("camera_frames", when="from_videos",
+          doc="the labelled video frames again, at the sensor's size, for the camera's input path",
+          inputs={"videos": From("video_files", many=True), "video_index": From("indexes", many=True),
+                  "train_labels": VIDEO_LABELS[0], "test_labels": VIDEO_LABELS[1]},
+          outputs={"frames": CAMERA_VIDEOS, "index": "data/frames/camera-videos.csv"},
+          params=("frames.crop",)),
 
     Stage("finetune",
           doc="the classifier trained on the labelled frames, scored on the test sample",
-          inputs={"backbone": BACKBONE, "frames": Shards("shards"), "train_labels": TRAIN, "test_labels": TEST},
+          inputs={"backbone": BACKBONE, "frames": Shards("shards"), "camera": CAMERA, "train_labels": TRAIN,
+                  "test_labels": TEST},
           outputs={"classifier": CLASSIFIER, "metrics": "metrics/finetune.json",
                    "predictions": "metrics/finetune_predictions.csv", "confusion": "metrics/finetune_confusion.png",
                    "curve": "metrics/finetune_curve.csv"},
@@ -107,7 +118,7 @@ STAGES: tuple[Stage, ...] = (
 
     Stage("quantize",
           doc="full-integer int8 TFLite through onnx2tf, calibrated, gated for the camera",
-          inputs={"onnx": ONNX, "classifier": CLASSIFIER, "frames": Shards("shards"),
+          inputs={"onnx": ONNX, "classifier": CLASSIFIER, "frames": Shards("shards"), "camera": CAMERA,
                   "train_labels": TRAIN, "test_labels": TEST},
           outputs={"model": INT8, "metrics": "metrics/quantize.json",
                    "predictions": "metrics/int8_predictions.csv", "confusion": "metrics/int8_confusion.png"},
@@ -120,14 +131,14 @@ STAGES: tuple[Stage, ...] = (
 
     Stage("tflm_check",
           doc="the int8 model in TensorFlow Lite Micro on the host: agreement, arena, work, budgets",
-          inputs={"model": INT8, "frames": Shards("shards"), "test_labels": TEST},
+          inputs={"model": INT8, "camera": CAMERA, "test_labels": TEST},
           outputs={"metrics": "metrics/tflm.json"},
           params=("model.input_size", "tflm")),
 
     Stage("firmware_check",
           doc="the int8 model in OpenMV's own TFLite Micro on an emulated Cortex-M7: it prepares and runs "
               "on every firmware claimed, gives the host's outputs; arena and instructions measured",
-          inputs={"model": INT8, "frames": Shards("shards"), "test_labels": TEST,
+          inputs={"model": INT8, "camera": CAMERA, "test_labels": TEST,
                   "libraries": Folder("firmware_libraries"),
                   "calibration_model": From("calibration_model", optional=True)},
           outputs={"metrics": "metrics/firmware.json"},
@@ -145,17 +156,17 @@ STAGES: tuple[Stage, ...] = (
           metrics=("summary",),
           extra_code=(OPENMV_OPS,)),
 
-    Stage("crossval", when="images",
+    Stage("crossval", when="real",
           doc="repeated k-fold cross-validation of the fine-tuning recipe on the training frames",
-          inputs={"backbone": BACKBONE, "frames": Shards("train_shards"), "train_labels": TRAIN},
+          inputs={"backbone": BACKBONE, "frames": Shards("train_shards"), "camera": CAMERA, "train_labels": TRAIN},
           outputs={"metrics": "metrics/crossval.json"},
           params=("model", "finetune", "crossval", "runtime.threads"),
           metrics=("metrics",),
           threads=True, resources=training(mem_mb=4000, runtime=120)),
 
     Stage("compare_published", when="compare",
-          doc="the published 2020 model and ours on the same test folder, as the camera feeds them",
-          inputs={"test_dir": Folder("test_dir"), "ours": "dist/openmv/model.tflite",
+          doc="the published 2020 model and ours on the same test frames, as the camera feeds them",
+          inputs={"frames": Shards("shards"), "camera": CAMERA, "test_labels": TEST, "ours": "dist/openmv/model.tflite",
                   "published": From("published_model"), "tflm_metrics": "metrics/tflm.json"},
           outputs={"metrics": "metrics/published_comparison.json", "table": "metrics/published_comparison.md"},
           params=("compare",),
