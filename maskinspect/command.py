@@ -1,6 +1,8 @@
 """`maskinspect`: the project's command for the questions a person asks of it.
 
+    maskinspect check MODEL.tflite      is this model safe for the camera: gates, size, arena, firmware, latency
     maskinspect label [--port N]        the labelling page for the frames the annotate stage asks for
+    maskinspect status                  which stages are stale and why, as Snakemake and DVC see it
     maskinspect checkout [TARGET ...]   dvc checkout, every cache object verified first
     maskinspect push / pull [-r NAME]   dvc push / pull, each problem said in one line
 """
@@ -107,6 +109,42 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """The camera's gates and costs of any .tflite, each refusal in one line."""
+    from . import params as params_mod
+    from .model_check import check
+
+    root = Path(args.repo).resolve()
+    params = params_mod.load(root / "params.yaml")
+    figures, refusals = check(Path(args.model), params, root, on_firmware=not args.no_firmware)
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    for line in refusals:
+        print(f"maskinspect check: refused: {args.model}: {line}", file=sys.stderr)
+    if not refusals:
+        print(f"{args.model}: fit for the camera")
+    return 1 if refusals else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Stale stages, each front end's reason side by side."""
+    from .status import dvc_view, snakemake_view
+
+    root = Path(args.repo).resolve()
+    (snake, notes), dvc = snakemake_view(root), dvc_view(root)
+    for note in notes:
+        print(f"note: {note}")
+    if not snake and not dvc:
+        print("up to date: Snakemake would run nothing and DVC reports no change")
+        return 0
+    for stage in sorted(set(snake) | set(dvc)):
+        print(stage)
+        print(f"  snakemake: {snake.get(stage, 'up to date')}")
+        print(f"  dvc:       {dvc.get(stage, 'up to date')}")
+    return 0
+
+
 def _label(args: argparse.Namespace) -> int:
     """Serve the labelling page for the annotate stage's hand-off; answers go to data.labels."""
     from . import params as params_mod
@@ -128,6 +166,15 @@ def _label(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="maskinspect", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    ck = sub.add_parser("check", help="is a .tflite fit for the camera: gates, size, arena, firmware, latency")
+    ck.add_argument("model", help="the .tflite file (ours, the published one, any)")
+    ck.add_argument("--no-firmware", action="store_true",
+                    help="skip the run on OpenMV's own libtflm on an emulated Cortex-M7 (needs the ARM toolchain and QEMU)")
+    ck.add_argument("--repo", default=".", help="the checkout whose params.yaml names the firmware (default: .)")
+    ck.set_defaults(run=_check)
+    st = sub.add_parser("status", help="which stages are stale and why, both front ends' view (changes nothing)")
+    st.add_argument("--repo", default=".", help="the checkout (default: the current folder)")
+    st.set_defaults(run=_status)
     lb = sub.add_parser("label", help="label the frames the build asks for, in a page on this machine")
     lb.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (default 8765; 0 picks a free one)")
     lb.add_argument("--repo", default=".", help="the checkout (default: the current folder)")

@@ -124,23 +124,10 @@ def _bezier(p0, p1, p2, steps=24):
     return [tuple(p) for p in pts]
 
 
-def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Sprite:
-    """Draw one mask: body with pleats, binding, stitching, weld dots, loops, defects."""
-    bh = int(round(body_h))
-    bw = int(round(body_h * rng.uniform(1.65, 1.85)))
-    loop_out = body_h * rng.uniform(0.25, 0.45)
-    pad = int(loop_out + body_h * 0.08)
-    w, h = bw + 2 * pad, int(bh * 1.2)
-    x0, y0 = pad, (h - bh) // 2
-    x1, y1 = x0 + bw, y0 + bh
-
-    rgb = Image.new("RGB", (w, h), (0, 0, 0))
-    alpha = Image.new("L", (w, h), 0)
-    body = Image.new("L", (w, h), 0)
-    ids = Image.new("L", (w, h), 0)
-    d_rgb, d_alpha, d_body, d_ids = (ImageDraw.Draw(im) for im in (rgb, alpha, body, ids))
-
-    # Ear loops first: the body and the weld dots cover their ends.
+def _draw_loops(rng, d_rgb, d_alpha, body_h, box, loop_out) -> None:
+    """Ear loops, drawn first: the body and the weld dots cover their ends."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
     cord = max(2, int(round(body_h * 0.022)))
     for side in (-1, 1):
         xa = x0 + bw * 0.03 if side < 0 else x1 - bw * 0.03
@@ -152,10 +139,12 @@ def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Spr
         d_rgb.line(pts, fill=LOOP, width=cord, joint="curve")
         d_alpha.line(pts, fill=255, width=cord, joint="curve")
 
-    d_body.rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
-    body_np = np.asarray(body, dtype=np.float32) / 255.0
 
-    # Fabric with three pleats: each band lit at its top, shaded towards the fold.
+def _fabric(rng, rgb: Image.Image, body_np: np.ndarray, box) -> Image.Image:
+    """Fabric with three pleats: each band lit at its top, shaded towards the fold."""
+    x0, y0, x1, y1 = box
+    bh = y1 - y0
+    h, w = body_np.shape
     fabric = FABRIC["blue"] if rng.random() < 0.7 else FABRIC["white"]
     fabric = fabric * rng.uniform(0.97, 1.02)
     yy = np.arange(h, dtype=np.float32)[:, None]
@@ -170,14 +159,16 @@ def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Spr
         shade *= 1 - 0.22 * np.exp(-((yy - f) / max(1.0, bh * 0.008)) ** 2)
     texture = 1 + 0.025 * _smooth_noise(rng, h, w, 24) + rng.normal(0, 0.012, (h, w))
     fabric_np = fabric[None, None, :] * (shade * texture)[..., None]
-    rgb_np = np.asarray(rgb, dtype=np.float32)
     mask3 = body_np[..., None]
-    rgb_np = rgb_np * (1 - mask3) + fabric_np * mask3
-    rgb = Image.fromarray(np.clip(rgb_np, 0, 255).astype(np.uint8))
-    d_rgb = ImageDraw.Draw(rgb)
-    d_alpha.rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
+    rgb_np = np.asarray(rgb, dtype=np.float32) * (1 - mask3) + fabric_np * mask3
+    return Image.fromarray(np.clip(rgb_np, 0, 255).astype(np.uint8))
 
-    # Binding: side strips with two columns of stitches, thin top and bottom strips.
+
+def _binding(rng, d_rgb, body_h, box) -> float:
+    """Side strips with two columns of stitches, thin top and bottom strips, weld dots; returns
+    the side strips' width."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
     side_w = bw * rng.uniform(0.06, 0.08)
     edge_h = bh * 0.035
     stitch = max(1, int(round(body_h * 0.01)))
@@ -196,6 +187,74 @@ def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Spr
     for xc in (x0 + side_w / 2, x1 - side_w / 2):
         for yc in (y0 + bh * 0.07, y1 - bh * 0.07):
             d_rgb.ellipse([xc - weld, yc - weld, xc + weld, yc + weld], fill=WELD)
+    return side_w
+
+
+def _defect(rng, kind: str, ident: int, centre, body_h, draws, stain_layer, size):
+    """One defect at `centre`; returns the stain layer (made on the first stain)."""
+    cx, cy = centre
+    d_rgb, d_alpha, d_ids = draws
+    if kind == "cut":  # a slit through all layers: the plate shows through
+        length = body_h * rng.uniform(0.12, 0.22)
+        ang = math.radians(90 + rng.uniform(-30, 30))
+        bend = rng.uniform(-0.3, 0.3) * length
+        p0 = (cx - math.cos(ang) * length / 2, cy - math.sin(ang) * length / 2)
+        p2 = (cx + math.cos(ang) * length / 2, cy + math.sin(ang) * length / 2)
+        pts = _bezier(p0, (cx + bend, cy), p2, steps=8)
+        width = max(2, int(round(body_h * 0.022)))
+        d_alpha.line(pts, fill=0, width=width, joint="curve")
+        d_ids.line(pts, fill=ident, width=width + 2, joint="curve")
+    elif kind == "hole":
+        r = body_h * rng.uniform(0.04, 0.07)
+        box = [cx - r, cy - r * rng.uniform(0.7, 1.0), cx + r, cy + r * rng.uniform(0.7, 1.0)]
+        d_alpha.ellipse(box, fill=0)
+        d_ids.ellipse(box, fill=ident)
+    elif kind == "tear":  # a torn notch showing the blue inner layer, dark edge
+        extent = body_h * rng.uniform(0.09, 0.15)
+        ang = rng.uniform(0, 2 * math.pi)
+        tri = [(cx, cy),
+               (cx + extent * math.cos(ang), cy + extent * math.sin(ang)),
+               (cx + extent * math.cos(ang + 0.6), cy + extent * math.sin(ang + 0.6))]
+        d_rgb.polygon(tri, fill=TEAR_INNER, outline=(60, 70, 95))
+        d_rgb.line(tri[:2], fill=(45, 45, 55), width=max(1, int(body_h * 0.012)))
+        d_ids.polygon(tri, fill=ident)
+    else:  # stain: an irregular translucent blot
+        r = body_h * rng.uniform(0.06, 0.1)
+        n = int(rng.integers(8, 13))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+        radii = r * rng.uniform(0.6, 1.1, n)
+        poly = [(cx + rr * math.cos(a), cy + rr * math.sin(a)) for a, rr in zip(angles, radii)]
+        if stain_layer is None:
+            stain_layer = Image.new("L", size, 0)
+        ImageDraw.Draw(stain_layer).polygon(poly, fill=int(255 * rng.uniform(0.65, 0.85)))
+        d_ids.polygon(poly, fill=ident)
+    return stain_layer
+
+
+def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Sprite:
+    """Draw one mask: body with pleats, binding, stitching, weld dots, loops, defects."""
+    bh = int(round(body_h))
+    bw = int(round(body_h * rng.uniform(1.65, 1.85)))
+    loop_out = body_h * rng.uniform(0.25, 0.45)
+    pad = int(loop_out + body_h * 0.08)
+    w, h = bw + 2 * pad, int(bh * 1.2)
+    x0, y0 = pad, (h - bh) // 2
+    x1, y1 = x0 + bw, y0 + bh
+    box = (x0, y0, x1, y1)
+
+    rgb = Image.new("RGB", (w, h), (0, 0, 0))
+    alpha = Image.new("L", (w, h), 0)
+    body = Image.new("L", (w, h), 0)
+    ids = Image.new("L", (w, h), 0)
+    d_rgb, d_alpha, d_body, d_ids = (ImageDraw.Draw(im) for im in (rgb, alpha, body, ids))
+
+    _draw_loops(rng, d_rgb, d_alpha, body_h, box, loop_out)
+    d_body.rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
+    body_np = np.asarray(body, dtype=np.float32) / 255.0
+    rgb = _fabric(rng, rgb, body_np, box)
+    d_rgb = ImageDraw.Draw(rgb)
+    d_alpha.rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
+    side_w = _binding(rng, d_rgb, body_h, box)
 
     kinds: list[str] = []
     stain_layer = None
@@ -205,41 +264,7 @@ def make_sprite(rng: np.random.Generator, body_h: float, defective: bool) -> Spr
             kinds.append(kind)
             cx = rng.uniform(x0 + side_w + 0.08 * bw, x1 - side_w - 0.08 * bw)
             cy = rng.uniform(y0 + 0.12 * bh, y1 - 0.12 * bh)
-            ident = i + 1
-            if kind == "cut":  # a slit through all layers: the plate shows through
-                length = body_h * rng.uniform(0.12, 0.22)
-                ang = math.radians(90 + rng.uniform(-30, 30))
-                bend = rng.uniform(-0.3, 0.3) * length
-                p0 = (cx - math.cos(ang) * length / 2, cy - math.sin(ang) * length / 2)
-                p2 = (cx + math.cos(ang) * length / 2, cy + math.sin(ang) * length / 2)
-                pts = _bezier(p0, (cx + bend, cy), p2, steps=8)
-                width = max(2, int(round(body_h * 0.022)))
-                d_alpha.line(pts, fill=0, width=width, joint="curve")
-                d_ids.line(pts, fill=ident, width=width + 2, joint="curve")
-            elif kind == "hole":
-                r = body_h * rng.uniform(0.04, 0.07)
-                box = [cx - r, cy - r * rng.uniform(0.7, 1.0), cx + r, cy + r * rng.uniform(0.7, 1.0)]
-                d_alpha.ellipse(box, fill=0)
-                d_ids.ellipse(box, fill=ident)
-            elif kind == "tear":  # a torn notch showing the blue inner layer, dark edge
-                size = body_h * rng.uniform(0.09, 0.15)
-                ang = rng.uniform(0, 2 * math.pi)
-                tri = [(cx, cy),
-                       (cx + size * math.cos(ang), cy + size * math.sin(ang)),
-                       (cx + size * math.cos(ang + 0.6), cy + size * math.sin(ang + 0.6))]
-                d_rgb.polygon(tri, fill=TEAR_INNER, outline=(60, 70, 95))
-                d_rgb.line(tri[:2], fill=(45, 45, 55), width=max(1, int(body_h * 0.012)))
-                d_ids.polygon(tri, fill=ident)
-            else:  # stain: an irregular translucent blot
-                r = body_h * rng.uniform(0.06, 0.1)
-                n = int(rng.integers(8, 13))
-                angles = np.sort(rng.uniform(0, 2 * math.pi, n))
-                radii = r * rng.uniform(0.6, 1.1, n)
-                poly = [(cx + rr * math.cos(a), cy + rr * math.sin(a)) for a, rr in zip(angles, radii)]
-                if stain_layer is None:
-                    stain_layer = Image.new("L", (w, h), 0)
-                ImageDraw.Draw(stain_layer).polygon(poly, fill=int(255 * rng.uniform(0.65, 0.85)))
-                d_ids.polygon(poly, fill=ident)
+            stain_layer = _defect(rng, kind, i + 1, (cx, cy), body_h, (d_rgb, d_alpha, d_ids), stain_layer, (w, h))
 
     rgb_np = np.asarray(rgb, dtype=np.float32)
     if stain_layer is not None:

@@ -89,20 +89,29 @@ def main(args, params):
             print(f"crossval: repeat {repeat + 1}/{cfg['repeats']} fold {k + 1}/{cfg['folds']}: balanced accuracy "
                   f"{fold['balanced_accuracy']} (through the camera: {fold['camera_balanced_accuracy']}), "
                   f"recall {fold['recall']}", file=sys.stderr)
-    summary = {"folds": cfg["folds"], "repeats": cfg["repeats"], "per_fold": folds}
-    for path, prefix in (("stored", ""), ("camera", "camera_")):
-        bal = [f[f"{prefix}balanced_accuracy"] for f in folds]
-        every = report(*pooled[path])  # every frame once per repeat
-        summary[f"{prefix}balanced_accuracy_mean"] = round(float(np.mean(bal)), 4)
-        summary[f"{prefix}balanced_accuracy_std"] = round(float(np.std(bal)), 4)
-        summary["pooled" if path == "stored" else "camera_pooled"] = {
-            k2: every[k2] for k2 in ("accuracy", "balanced_accuracy", "recall", "confusion")}
+    summary = summarise(cfg, folds, pooled)
     write_json(args.metrics, summary)
     print(f"crossval: balanced accuracy {summary['balanced_accuracy_mean']} +- {summary['balanced_accuracy_std']} "
           f"over {cfg['folds']} folds x {cfg['repeats']} repeat(s), through the camera "
           f"{summary['camera_balanced_accuracy_mean']} +- {summary['camera_balanced_accuracy_std']}; pooled `bad` "
           f"recall {summary['pooled']['recall']['bad']}, through the camera {summary['camera_pooled']['recall']['bad']}",
           file=sys.stderr)
+
+
+def summarise(cfg: dict, folds: list[dict], pooled: dict) -> dict:
+    """Mean and spread over the folds, and the pooled figures (every frame once per repeat), on
+    the stored frames and through the camera."""
+    import numpy as np
+
+    summary = {"folds": cfg["folds"], "repeats": cfg["repeats"], "per_fold": folds}
+    for path, prefix in (("stored", ""), ("camera", "camera_")):
+        bal = [f[f"{prefix}balanced_accuracy"] for f in folds]
+        every = report(*pooled[path])
+        summary[f"{prefix}balanced_accuracy_mean"] = round(float(np.mean(bal)), 4)
+        summary[f"{prefix}balanced_accuracy_std"] = round(float(np.std(bal)), 4)
+        summary["pooled" if path == "stored" else "camera_pooled"] = {
+            k2: every[k2] for k2 in ("accuracy", "balanced_accuracy", "recall", "confusion")}
+    return summary
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ from maskinspect.runtime import host_input, run_litert
 from maskinspect.training import batched_forward, to_input
 
 
+def calibration_frames(frames, train_ids, count, size, where):
+    """A fixed sample of training frames spread over the labels file, NHWC in [0, 1], with the
+    input range pinned to exactly 0 and 1 (what the firmware's pixel - 128 needs)."""
+    position = frames.position()
+    order = [position[i] for i in train_ids if i in position]
+    if not order:
+        raise PipelineError(f"{shown(where)}: no training frames to calibrate the int8 model with")
+    pick = calibration_sample(len(order), count)
+    calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
+    return calibration, pin_input_range(calibration)
+
+
 @cli.stage("quantize")
 def main(args, params):
     import numpy as np
@@ -41,13 +53,7 @@ def main(args, params):
     test_ids, test_labels = read_labelled(args.test_labels)
     if not test_ids:
         raise PipelineError(f"{shown(args.test_labels)}: no test frames; the int8 model could not be judged")
-    position = frames.position()
-    order = [position[i] for i in train_ids if i in position]
-    if not order:
-        raise PipelineError(f"{shown(args.train_labels)}: no training frames to calibrate the int8 model with")
-    pick = calibration_sample(len(order), cfg["calibration_frames"])
-    calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
-    pinned = pin_input_range(calibration)
+    calibration, pinned = calibration_frames(frames, train_ids, cfg["calibration_frames"], size, args.train_labels)
 
     model_bytes = convert(args.onnx, calibration, params["runtime"]["threads"])
     with atomic_path(args.model, suffix=".tflite") as tmp:  # only a model that passes the gates lands

@@ -1,0 +1,83 @@
+"""`maskinspect status`: which stages are stale and why, as each front end sees it.
+
+Snakemake's view is its dry run (a job per stale stage instance, with Snakemake's reason); DVC's
+is `dvc status --json` (what changed: deps, outs, params, the command). Both only look: nothing
+outside `.snakemake/` changes.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import PipelineError
+
+_JOB = re.compile(r"^(?:local)?rule (\S+?):$")
+
+
+def _tool(name: str) -> str:
+    """The environment's own copy (beside this interpreter) first, then PATH's."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def snakemake_view(root: Path) -> tuple[dict[str, str], list[str]]:
+    """rule (with its item, if any) -> Snakemake's reason, for every job a build would run; and
+    the Snakefile's notes (file times a build will put in order first, a stale dvc.yaml)."""
+    result = subprocess.run([_tool("snakemake"), "--dry-run", "--cores", "1"], cwd=root,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [x for x in result.stderr.splitlines() if "error" in x.lower()] or result.stderr.splitlines()
+        raise PipelineError(f"snakemake --dry-run failed: {(lines or ['no message'])[-1].strip()}")
+    jobs: dict[str, str] = {}
+    notes = [x.removeprefix("Snakefile: note: ") for x in result.stderr.splitlines() if x.startswith("Snakefile: note:")]
+    job: dict[str, str] = {}
+
+    def close():
+        if job.get("rule") not in (None, "all") and "reason" in job:
+            jobs[f"{job['rule']}@{job['item']}" if job.get("item") else job["rule"]] = job["reason"]
+        job.clear()
+
+    for line in (result.stdout + result.stderr).splitlines():
+        text = line.strip()
+        match = _JOB.match(text)
+        if match or not text:
+            close()
+            if match:
+                job["rule"] = match.group(1)
+        elif job and text.startswith("wildcards:"):
+            job["item"] = text.split("item=")[-1].split(",")[0]
+        elif job and text.startswith("reason:"):
+            job["reason"] = text.removeprefix("reason:").strip()
+    close()
+    return jobs, notes
+
+
+def _said(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_said(v)}" for k, v in value.items())
+    return str(value)
+
+
+def dvc_view(root: Path) -> dict[str, str]:
+    """DVC stage -> what `dvc status` says changed."""
+    if not (root / ".dvc").is_dir():
+        return {}
+    result = subprocess.run([_tool("dvc"), "status", "--json"], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['no message'])[-1]}")
+    out = {}
+    for stage, changes in json.loads(result.stdout or "{}").items():
+        said = []
+        for change in changes:
+            if isinstance(change, str):
+                said.append(change)
+                continue
+            for kind, what in change.items():
+                files = ", ".join(f"{k} ({_said(v)})" for k, v in what.items()) if isinstance(what, dict) else str(what)
+                said.append(f"{kind}: {files}")
+        out[stage] = "; ".join(said)
+    return out
