@@ -114,6 +114,9 @@ def convert(onnx_path: str | Path, calibration: np.ndarray, threads: int, dense_
     dense head's per tensor unless `dense_per_channel`: the TFLite Micro that OpenMV firmware
     4.x links refuses a per-channel FULLY_CONNECTED ("not yet supported").
     """
+    # Importing TensorFlow, torchvision and onnx2tf the first time reseeds the global generators:
+    # they are put back as they were before the call.
+    rng_state = random.getstate(), np.random.get_state()
     import torchvision  # noqa: F401 - loaded after TensorFlow, torchvision's triton segfaults (seen here)
     import tensorflow as tf
     import tf_keras
@@ -123,8 +126,7 @@ def convert(onnx_path: str | Path, calibration: np.ndarray, threads: int, dense_
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass  # already initialised in this process
-    rng_state = random.getstate(), np.random.get_state()
-    import onnx2tf  # importing it reseeds the global generators: put them back
+    import onnx2tf
 
     random.setstate(rng_state[0])
     np.random.set_state(rng_state[1])

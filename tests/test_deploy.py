@@ -187,6 +187,30 @@ def test_network_guard_refuses_connections():
     socket.getaddrinfo("localhost", None)  # restored afterwards
 
 
+def test_a_failed_conversion_leaves_no_process_wide_change(tmp_path):
+    """onnx2tf changes the working directory, patches sockets and prints from C: all of it is
+    undone even when the conversion fails."""
+    import os
+    import random
+
+    from maskinspect.convert import convert
+
+    import onnx2tf  # noqa: F401 - loaded (with TensorFlow's own descriptors) before counting
+    import tensorflow  # noqa: F401
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    before = (os.getcwd(), socket.socket.connect, socket.create_connection, socket.getaddrinfo,
+              sorted(os.listdir("/proc/self/fd")), random.getstate(), np.random.get_state()[1].tobytes())
+    with pytest.raises(Exception):
+        convert(bad, np.zeros((2, 8, 8, 3), np.float32), threads=1)
+    after = (os.getcwd(), socket.socket.connect, socket.create_connection, socket.getaddrinfo,
+             sorted(os.listdir("/proc/self/fd")), random.getstate(), np.random.get_state()[1].tobytes())
+    assert after == before
+    os.write(1, b"")  # stdout and stderr are the test's own again
+    os.write(2, b"")
+
+
 def test_quantize_runs_with_networking_blocked(tiny_build, tmp_path):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
         pytest.skip("unshare cannot make a network namespace here")
