@@ -40,21 +40,31 @@ def read_labelled_folder(folder: str | Path, classes: Sequence[str]) -> list[tup
     return items
 
 
-def load_image(path: Path, size: int, crop: str) -> np.ndarray:
-    """An image file as the camera would deliver it at `size`: centre square (or squashed),
-    scaled with an antialiasing filter (Pillow's bicubic, which is also how the published
-    figures were measured: it reproduces them exactly), RGB uint8."""
+def _read_rgb(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            return img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise PipelineError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+
+
+def _centre_square(img):
+    side = min(img.width, img.height)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def load_image(path: Path, size: int, crop: str) -> np.ndarray:
+    """An image file as the camera would deliver it at `size`: centre square (or squashed),
+    scaled with an antialiasing filter (Pillow's bicubic, which is also how the published
+    figures were measured: it reproduces them exactly), RGB uint8."""
+    from PIL import Image
+
+    img = _read_rgb(path)
     if crop == "center" and img.width != img.height:
-        side = min(img.width, img.height)
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.crop((left, top, left + side, top + side))
+        img = _centre_square(img)
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
@@ -63,16 +73,9 @@ def load_image(path: Path, size: int, crop: str) -> np.ndarray:
 def load_sensor_image(path: Path, size: int) -> np.ndarray:
     """An image file as the camera's sensor window would hold it: the centred square, scaled
     with area averaging (as light falls on the sensor's pixels) to size x size."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PipelineError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-    side = min(img.width, img.height)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side))
+    img = _centre_square(_read_rgb(path))
     if img.size != (size, size):
         img = img.resize((size, size), Image.BOX)
     return np.asarray(img, dtype=np.uint8)
