@@ -89,6 +89,8 @@ def main() -> int:
     p.add_argument("--only", nargs="*", help="candidate names (default: all)")
     args = p.parse_args()
 
+    import numpy as np
+
     from maskinspect import firmware, params, runtime
     from maskinspect.gates import openmv_ops
 
@@ -99,7 +101,7 @@ def main() -> int:
         calibration_ticks = None
         if CALIBRATION.exists():
             timing = firmware.check(builder, lib, firmware.int8_for_timing(runtime.read_model(CALIBRATION)),
-                                    __import__("numpy").zeros((1, 64, 64, 3), "int8"), per_op=False)
+                                    np.zeros((1, 64, 64, 3), np.int8), per_op=False)
             calibration_ticks = timing.ticks[0] if timing.ok else None
         rows = [measure(n, o, base, builder, lib, calibration_ticks) for n, o in CANDIDATES.items()
                 if not args.only or n in args.only]

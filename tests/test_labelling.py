@@ -2,7 +2,6 @@
 headless Chromium driven by playwright), and Label Studio's exports read back."""
 import csv
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -10,7 +9,6 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

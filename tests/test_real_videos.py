@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.real,
 def write_videos(root, labels_path):
     """One 5 fps H.264 video per source video (A-D), its frames in frame-number order; the labels
     CSV names each frame as the pipeline will (video name, position in the video)."""
-    from maskinspect.camera import SENSOR
     from maskinspect.images import load_sensor_image
     from maskinspect.video import encode_h264
 
@@ -38,7 +37,7 @@ def write_videos(root, labels_path):
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     with labels_path.open("w", newline="") as f:
         csv.writer(f).writerows([("frame_id", "label"), *rows])
-    return len(rows), SENSOR
+    return len(rows)
 
 
 def test_own_videos_build_a_bundle_that_holds_up_through_the_camera_path(tmp_path):
@@ -51,7 +50,7 @@ def test_own_videos_build_a_bundle_that_holds_up_through_the_camera_path(tmp_pat
     from maskinspect.images import load_sensor_image
 
     work = copy_repo(tmp_path / "repo")
-    count, _ = write_videos(work, work / "data" / "labels" / "labels.csv")
+    count = write_videos(work, work / "data" / "labels" / "labels.csv")
     params = repo_params()
     params["data"]["source"] = "videos"   # everything else: the defaults, i.e. the real recipe
     params["frames"]["fps"] = None
