@@ -42,6 +42,11 @@ EXPERIMENTS: dict[str, list[str]] = {
     "ssl-continued": [_E100, "pretrain.epochs=60"],
     "no-class-weight": [_E100, "finetune.class_weighted=false"],
     "calibration-20": [_E100, "quantize.calibration_frames=20"],
+    # cheaper inference (issue: at most 30 M instructions on the camera; benchmarks/inference_cost.py)
+    "recipe-80-stride2": ["frames.size=80", "model.input_size=80", "model.stem_stride=2"],
+    "recipe-64-stride2": ["model.stem_stride=2"],
+    # training through the camera's input path (a share of the frames resized as the firmware does)
+    "camera-augment-0.5": ["finetune.augment.camera=0.5"],
 }
 
 
@@ -78,8 +83,12 @@ def row(clone: Path, name: str, seconds: float) -> dict:
     drop = json.loads((metrics / "quantize.json").read_text())["drop"]["balanced_accuracy"]
     return {"run": name, "overrides": EXPERIMENTS[name],
             "cv": f"{cv['balanced_accuracy_mean']:.3f} ± {cv['balanced_accuracy_std']:.3f}",
-            "cv_bad": cv["pooled"]["recall"]["bad"], "dev": ours["balanced_accuracy"],
-            "dev_bad": ours["recall"]["bad"], "drop": drop, "seconds": round(seconds)}
+            "cv_bad": cv["pooled"]["recall"]["bad"],
+            "cv_camera": f"{cv['camera_balanced_accuracy_mean']:.3f} ± {cv['camera_balanced_accuracy_std']:.3f}",
+            "cv_camera_bad": cv["camera_pooled"]["recall"]["bad"],
+            "dev": ours["balanced_accuracy"], "dev_bad": ours["recall"]["bad"],
+            "dev_camera": ours["camera"]["balanced_accuracy"], "dev_camera_bad": ours["camera"]["recall"]["bad"],
+            "drop": drop, "seconds": round(seconds)}
 
 
 def main() -> int:
@@ -103,8 +112,9 @@ def main() -> int:
     run(["dvc", "cache", "dir", "--local", str((work / "dvc-cache").resolve())], clone)
     (work / "logs").mkdir(exist_ok=True)
     print("| run | overrides (`dvc exp run -S`) | CV balanced acc. | CV `bad` recall (pooled) "
-          "| dev balanced acc. (int8) | dev `bad` recall (int8) | int8 drop (dev) | seconds |\n"
-          "|---|---|---|---:|---:|---:|---:|---:|", flush=True)
+          "| CV camera path | CV camera `bad` recall | dev int8 | dev `bad` (int8) | dev camera path "
+          "| dev camera `bad` | int8 drop (dev) | seconds |\n"
+          "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for name in args.only or EXPERIMENTS:
         cmd = ["dvc", "exp", "run", "-n", name] + [a for o in EXPERIMENTS[name] for a in ("-S", o)]
         print(f"real_data_experiments: {' '.join(cmd)}", file=sys.stderr, flush=True)
@@ -114,8 +124,9 @@ def main() -> int:
         run(cmd, clone, work / "logs" / f"{name}.log")
         r = row(clone, name, time.perf_counter() - t0)
         overrides = " ".join(f"`{o}`" for o in r["overrides"]) or "—"
-        print(f"| {r['run']} | {overrides} | {r['cv']} | {r['cv_bad']:.3f} | {r['dev']:.3f} | {r['dev_bad']:.3f} "
-              f"| {r['drop']:.3f} | {r['seconds']} |", flush=True)
+        print(f"| {r['run']} | {overrides} | {r['cv']} | {r['cv_bad']:.3f} | {r['cv_camera']} "
+              f"| {r['cv_camera_bad']:.3f} | {r['dev']:.3f} | {r['dev_bad']:.3f} | {r['dev_camera']:.3f} "
+              f"| {r['dev_camera_bad']:.3f} | {r['drop']:.3f} | {r['seconds']} |", flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
