@@ -1,6 +1,7 @@
 """`maskinspect`: the project's command for the questions a person asks of it.
 
     maskinspect check MODEL.tflite      is this model safe for the camera: gates, size, arena, firmware, latency
+    maskinspect emulate BUNDLE VIDEO    the bundle's own main.py on a video through the emulated camera
     maskinspect label [--port N]        the labelling page for the frames the annotate stage asks for
     maskinspect status                  which stages are stale and why, as Snakemake and DVC see it
     maskinspect checkout [TARGET ...]   dvc checkout, every cache object verified first
@@ -145,6 +146,36 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emulate(args: argparse.Namespace) -> int:
+    """Per-frame class, confidence and LED of the bundle's main.py on a video; optionally a CSV
+    and an MP4 with the answer drawn on each frame."""
+    from collections import Counter
+
+    from .emulate import emulate, write_answers, write_mp4
+    from .training import progress
+
+    bar = progress(None, desc="emulate", total=None)
+    try:
+        answers, header, frames, rate = emulate(Path(args.bundle), Path(args.video), args.fps, args.max_frames,
+                                                args.firmware, on_progress=lambda i: bar.update(1))
+    finally:
+        bar.close()
+    for line in header:
+        print(f"# {line}")
+    print(f"{'frame':>7} {'time s':>8}  {'class':<8} {'conf':>5}  led")
+    for a in answers:
+        print(f"{a.frame:>7} {a.time:>8.2f}  {a.label:<8} {a.confidence:>5.2f}  {a.led}")
+    counts = Counter(a.label for a in answers)
+    print(f"# {len(answers)} frames: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if args.csv:
+        write_answers(Path(args.csv), answers)
+        print(f"# answers written to {args.csv}")
+    if args.mp4:
+        write_mp4(Path(args.mp4), frames, answers, rate)
+        print(f"# video with the answers drawn written to {args.mp4}")
+    return 0
+
+
 def _label(args: argparse.Namespace) -> int:
     """Serve the labelling page for the annotate stage's hand-off; answers go to data.labels."""
     from . import params as params_mod
@@ -175,6 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="which stages are stale and why, both front ends' view (changes nothing)")
     st.add_argument("--repo", default=".", help="the checkout (default: the current folder)")
     st.set_defaults(run=_status)
+    em = sub.add_parser("emulate", help="the bundle's own main.py on a video, through the emulated camera: "
+                        "class, confidence and LED per frame")
+    em.add_argument("bundle", help="the bundle: dist/openmv/ (main.py, model.tflite, model.txt) or dist/openmv.zip")
+    em.add_argument("video", help="a video of the line (any file ffmpeg reads); each frame's centred square is "
+                    "the sensor's 240 x 240 window, as main.py takes it")
+    em.add_argument("--fps", type=float, help="frames per second of video to run (default: every frame)")
+    em.add_argument("--max-frames", type=int, help="stop after this many frames")
+    em.add_argument("--firmware", default="4.5.6", help="the firmware to emulate: 4.5.6-4.6.x leave ml.Model.labels "
+                    "empty, 4.7 and later read model.txt (default 4.5.6)")
+    em.add_argument("--csv", help="also write the answers here (frame, time_s, label, confidence, led)")
+    em.add_argument("--mp4", help="also write the video's sensor window with the answer drawn on each frame")
+    em.set_defaults(run=_emulate)
     lb = sub.add_parser("label", help="label the frames the build asks for, in a page on this machine")
     lb.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (default 8765; 0 picks a free one)")
     lb.add_argument("--repo", default=".", help="the checkout (default: the current folder)")

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import ENDPOINTAI, ROOT, venv_env
+from conftest import ENDPOINTAI, ROOT, tiny_params, venv_env
 
 MASKINSPECT = str(ROOT / ".venv" / "bin" / "maskinspect")
 TOOLCHAIN = shutil.which("arm-none-eabi-g++") and shutil.which("qemu-system-arm")
@@ -63,3 +63,49 @@ def test_status_names_the_stale_stages_in_both_views_and_changes_nothing(built_c
     assert lines[1] == "  snakemake: Updated input files: .snakemake/stage-settings/bundle.json"
     assert lines[2] == "  dvc:       changed deps: params.yaml (bundle modified)"
     assert files_state(built_copy, skip=(".snakemake/", ".dvc/tmp/")) == before
+
+
+def test_emulate_runs_the_bundles_main_py_on_a_video_and_agrees_with_the_camera_path_metrics(tiny_build, tmp_path):
+    """`maskinspect emulate` on the zipped bundle and a demo video: one answer per frame, the LED
+    of each class, a CSV and an MP4 of them; the classes are the int8 model's on the camera path
+    the metrics use (camera_frames' window, RGB565, the firmware's resize, pixel - 128)."""
+    import csv
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    from maskinspect import runtime
+    from maskinspect.camera import camera_input
+    from maskinspect.emulate import SENSOR_WINDOW
+    from maskinspect.video import extract_frames
+
+    video = sorted((tiny_build / "data/demo/videos").glob("*.mp4"))[0]
+    out_csv, out_mp4 = tmp_path / "answers.csv", tmp_path / "answers.mp4"
+    result = subprocess.run([MASKINSPECT, "emulate", str(tiny_build / "dist/openmv.zip"), str(video),
+                             "--max-frames", "12", "--csv", str(out_csv), "--mp4", str(out_mp4)],
+                            cwd=tmp_path, capture_output=True, text=True, env=venv_env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [int(r["frame"]) for r in rows] == list(range(12))
+    assert {r["led"] for r in rows} <= {"red", "green", "blue"}
+    assert all({"bad": "red", "good": "green", "no_mask": "blue"}[r["label"]] == r["led"] for r in rows)
+
+    frames = extract_frames(video, None, SENSOR_WINDOW, "center").frames[:12]
+    model = (tiny_build / "dist/openmv/model.tflite").read_bytes()
+    size = tiny_params()["model"]["input_size"]
+    logits = runtime.run_tflm(model, camera_input(frames, size), runtime.smallest_arena(model))
+    classes = (tiny_build / "dist/openmv/model.txt").read_text().split()
+    assert [r["label"] for r in rows] == [classes[i] for i in np.argmax(logits, axis=1)]
+
+    reader = imageio_ffmpeg.read_frames(str(out_mp4))
+    meta = next(reader)
+    assert tuple(meta["size"]) == (SENSOR_WINDOW, SENSOR_WINDOW) and sum(1 for _ in reader) == 12
+
+
+def test_emulate_says_in_one_line_what_is_not_a_bundle(tmp_path):
+    (tmp_path / "main.py").write_text("print('hello')\n")
+    result = subprocess.run([MASKINSPECT, "emulate", str(tmp_path), str(tmp_path / "none.mp4")], cwd=tmp_path,
+                            capture_output=True, text=True, env=venv_env(), timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (f"maskinspect emulate: error: {tmp_path}: not a bundle: "
+                                                      f"model.tflite, model.txt missing")
