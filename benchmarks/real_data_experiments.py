@@ -70,8 +70,10 @@ def switch_to_images(clone: Path, shared: Path) -> None:
         text, n = re.subn(rf"^(  {key}:) *\S+", rf"\1 {value}", text, count=1, flags=re.M)
         if n != 1:
             sys.exit(f"real_data_experiments: {path}: no data.{key} line to set")
-    # the recipe's published checkpoint and model are named relative to a clone beside ../shared
-    path.write_text(text.replace("../shared/data/endpointai", str(shared)))
+    # the published checkpoint and model, and OpenMV's libraries, are named relative to a clone
+    # beside ../shared: the clone is elsewhere
+    text = text.replace("../shared/data/endpointai", str(shared))
+    path.write_text(text.replace("../shared/", f"{shared.parents[1]}/"))
     run([sys.executable, "scripts/sync_dvc.py"], clone)
     run(["git", "commit", "-qam", "real camera data (the three data keys)"], clone)
 
