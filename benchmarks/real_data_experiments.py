@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -51,11 +52,13 @@ EXPERIMENTS: dict[str, list[str]] = {
 
 
 def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+    # the clone's own package, not the checkout's that .venv has installed (editable)
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
     if log:
         with open(log, "w") as out:
-            result = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+            result = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     else:
-        result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if result.returncode != 0:
         tail = log.read_text()[-3000:] if log else result.stdout[-3000:]
         sys.exit(f"real_data_experiments: {' '.join(cmd)} failed in {cwd}:\n{tail}")

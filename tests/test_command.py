@@ -59,9 +59,11 @@ def test_status_names_the_stale_stages_in_both_views_and_changes_nothing(built_c
     write_params(built_copy / "params.yaml", params)
     before = files_state(built_copy, skip=(".snakemake/", ".dvc/tmp/"))
     lines = [x for x in status().splitlines() if not x.startswith("note: ")]
-    assert lines[0] == "bundle" and len(lines) == 3  # only the stage that reads bundle.*
+    assert lines[0] == "bundle" and len(lines) == 6  # the stage that reads bundle.*, and the report after it
     assert lines[1] == "  snakemake: Updated input files: .snakemake/stage-settings/bundle.json"
     assert lines[2] == "  dvc:       changed deps: params.yaml (bundle modified)"
+    assert lines[3] == "report" and lines[4].startswith("  snakemake: Input files updated by another job: ")
+    assert lines[5] == "  dvc:       up to date"  # DVC looks at a stage's own inputs only, as they are now
     assert files_state(built_copy, skip=(".snakemake/", ".dvc/tmp/")) == before
 
 

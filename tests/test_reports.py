@@ -1,5 +1,6 @@
 """Metrics, plots, experiments and the Snakemake report, on the tiny build."""
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -65,3 +66,45 @@ def test_snakemake_report_holds_the_plots(tiny_build, tmp_path):
     assert len(html) > 10_000
     for name in ("finetune_confusion.png", "embedding_map.png", "int8_confusion.png"):
         assert name in html, name
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_build_report_opens_in_chromium_with_every_image_and_no_console_error(tiny_build, tmp_path):
+    """dist/report.html, the page a person opens: every image loads, no console error, the
+    screenshot is not blank, and what it says is this build's (the bundle's sha256, the
+    selection in coreset order, the misclassified frames three ways)."""
+    import csv
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    report = tiny_build / "dist/report.html"
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+            sections = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+            text = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
+        finally:
+            browser.close()
+    assert errors == []
+    assert images and all(done and width > 0 for done, width in images)
+    shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"), dtype=np.float32)
+    assert shot.std() > 10  # text, tables and pictures, not a blank page
+
+    assert sections == ["Model card", "Headline figures (metrics/summary.json)", "Confusion matrices: test sample",
+                        "Test frames the model gets wrong", "Frames selected for labelling", "Embedding map",
+                        "Training curves"]
+    assert hashlib.sha256((tiny_build / "dist/openmv.zip").read_bytes()).hexdigest() in text
+    selected = sorted(csv.DictReader((tiny_build / "data/selection/selected.csv").open()), key=lambda r: int(r["rank"]))
+    shown = [line.split()[1] for line in text.splitlines() if line.startswith("#") and "-" in line]
+    assert shown == [r["frame_id"] for r in selected]
+    assert "float (" in text and "int8 (" in text and "camera path (" in text

@@ -46,7 +46,7 @@ def test_tiny_pipeline_on_slurm_gives_the_local_build(tiny_source, tiny_build, t
     instances = len(stages.graph(params_mod.load_raw(clone / "params.yaml"), clone).instances())
     per_video, once = ["extract_frames"], ["render_demo", "pretrain", "embed", "select_frames", "annotate",
                                           "camera_frames", "finetune", "export_onnx", "quantize", "tflm_check",
-                                          "firmware_check", "bundle"]
+                                          "firmware_check", "bundle", "report"]
     assert instances == len(once) + 2 * len(per_video)  # the tiny demo has 2 videos
     assert len(jobs) == instances, log[-3000:]
     completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", completions))

@@ -24,6 +24,9 @@ class Layout:
     video_files: list[str]
     indexes: list[str]                # the video shards' indexes (selection works on video frames)
     camera_shards: list[str]          # the labelled frames as the camera's sensor window holds them (240 px)
+    selected: str | None              # the frames selected for labelling (videos only): the report shows them
+    embeddings: str | None            # ... and the embedding map of the video frames
+    embedding_ids: str | None
     labels: str | None                # annotate's labels source (a CSV, a Label Studio export or class folders)
     train_labels: list[str]           # labels of the training frames (from annotate, pack_images or both)
     test_labels: list[str]
@@ -65,6 +68,8 @@ VIDEO_LABELS = ("data/labels/videos-train.csv", "data/labels/videos-test.csv")
 IMAGE_LABELS = ("data/labels/images-train.csv", "data/labels/images-test.csv")
 IMAGE_SHARDS = ("data/frames/images-train.npy", "data/frames/images-test.npy")
 CAMERA_VIDEOS = "data/frames/camera-videos.npy"
+SELECTED = "data/selection/selected.csv"
+EMBEDDINGS = ("data/embeddings/embeddings.npy", "data/embeddings/ids.csv")
 CAMERA_IMAGES = ("data/frames/camera-images-train.npy", "data/frames/camera-images-test.npy")
 
 
@@ -108,6 +113,8 @@ def layout(params: dict, root: Path) -> Layout:
         video_files=[v["path"] for v in videos.values()],
         indexes=[s[: -len(".npy")] + ".csv" for s in video_shards],
         camera_shards=([CAMERA_VIDEOS] if videos else []) + (list(CAMERA_IMAGES) if images else []),
+        selected=SELECTED if videos else None, embeddings=EMBEDDINGS[0] if videos else None,
+        embedding_ids=EMBEDDINGS[1] if videos else None,
         labels=(DEMO_TRUTH if source == "demo" else data["labels"]) if videos else None,
         train_labels=([VIDEO_LABELS[0]] if videos else []) + ([IMAGE_LABELS[0]] if images else []),
         test_labels=([VIDEO_LABELS[1]] if videos else []) + ([IMAGE_LABELS[1]] if images else []),

@@ -10,13 +10,13 @@ script (whose `main` takes the roles as arguments: maskinspect.cli).
 from __future__ import annotations
 
 from .declare import Folder, From, Shards, Stage
-from .layout import CAMERA_IMAGES, CAMERA_VIDEOS, DEMO_TRUTH, IMAGE_LABELS, IMAGE_SHARDS, VIDEO_LABELS, Layout
+from .layout import (CAMERA_IMAGES, CAMERA_VIDEOS, DEMO_TRUTH, EMBEDDINGS, IMAGE_LABELS, IMAGE_SHARDS, SELECTED,
+                     VIDEO_LABELS, Layout)
 
 BACKBONE = "models/backbone.safetensors"
 CLASSIFIER = "models/classifier.safetensors"
 ONNX = "models/classifier.onnx"
 INT8 = "models/classifier_int8.tflite"
-SELECTED = "data/selection/selected.csv"
 TEST_SAMPLE = "data/selection/test.csv"
 TRAIN = From("train_labels", many=True)   # labels of the training frames: videos', images' or both
 TEST = From("test_labels", many=True)
@@ -69,13 +69,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("embed", when="from_videos",
           doc="a 16-number embedding of every video frame from the pretrained backbone",
           inputs={"frames": Shards("video_shards"), "backbone": BACKBONE},
-          outputs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv"},
+          outputs={"embeddings": EMBEDDINGS[0], "ids": EMBEDDINGS[1]},
           params=("model", "embed", "runtime.threads"),
           threads=True),
 
     Stage("select_frames", when="from_videos",
           doc="the frames worth labelling (coreset) and a test sample from time blocks kept apart",
-          inputs={"embeddings": "data/embeddings/embeddings.npy", "ids": "data/embeddings/ids.csv",
+          inputs={"embeddings": EMBEDDINGS[0], "ids": EMBEDDINGS[1],
                   "index": From("indexes", many=True)},
           outputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "map": "metrics/embedding_map.png"},
           params=("select",),
@@ -155,6 +155,20 @@ STAGES: tuple[Stage, ...] = (
           params=("bundle",),
           metrics=("summary",),
           extra_code=(OPENMV_OPS,)),
+
+    Stage("report",
+          doc="the build report a person opens: model card, confusion matrices, the test frames it gets wrong "
+              "(float, int8, camera path), the frames selected for labelling, the embedding map, the curves",
+          inputs={"bundle_model": "dist/openmv/model.tflite", "manifest": "dist/openmv/manifest.json",
+                  "zip": "dist/openmv.zip", "classifier": CLASSIFIER, "frames": Shards("shards"), "camera": CAMERA,
+                  "train_labels": TRAIN, "test_labels": TEST, "selected": From("selected", optional=True),
+                  "embeddings": From("embeddings", optional=True), "embedding_ids": From("embedding_ids", optional=True),
+                  "pretrain_loss": "metrics/pretrain_loss.csv", "finetune_curve": "metrics/finetune_curve.csv",
+                  "summary": "metrics/summary.json", "tflm_metrics": "metrics/tflm.json",
+                  "firmware_metrics": "metrics/firmware.json"},
+          outputs={"report": "dist/report.html"},
+          params=("data.source", "model", "runtime.threads"),
+          threads=True),
 
     Stage("crossval", when="real",
           doc="repeated k-fold cross-validation of the fine-tuning recipe on the training frames",
