@@ -154,7 +154,7 @@ def _emulate(args: argparse.Namespace) -> int:
     from .emulate import emulate, write_answers, write_mp4
     from .training import progress
 
-    bar = progress(None, desc="emulate", total=None)
+    bar = progress(None, desc="emulate", unit="frame")
     try:
         answers, header, frames, rate = emulate(Path(args.bundle), Path(args.video), args.fps, args.max_frames,
                                                 args.firmware, on_progress=lambda i: bar.update(1))

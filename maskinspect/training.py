@@ -54,9 +54,10 @@ def batched_forward(model: torch.nn.Module, images: np.ndarray, input_size: int,
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def progress(iterable, desc: str, total: int | None = None):
-    """A progress bar on stderr (also when Snakemake or DVC capture it), updated every 2 s."""
+def progress(iterable, desc: str, total: int | None = None, unit: str = "it"):
+    """A progress bar on stderr (also when Snakemake or DVC capture it), updated every 2 s and
+    shown only once the work has taken 2 s (a quick run, or one line of refusal, stays clean)."""
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, mininterval=2.0, leave=True,
-                dynamic_ncols=True)
+                dynamic_ncols=True, delay=2.0, unit=unit)

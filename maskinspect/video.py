@@ -138,17 +138,43 @@ def extraction_args(path: Path, fps: float | None, size: int, crop: str) -> list
             *out.get_args()]
 
 
+def _decode_with_progress(args: list[str], frame_bytes: int, name: str) -> tuple[int, bytes, str]:
+    """Run ffmpeg, reading its frames as they come with a progress bar (frames decoded so far);
+    its log is read on a thread beside, so that neither pipe fills up and stalls it."""
+    import subprocess
+    import threading
+
+    from .training import progress
+
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: log_chunks.append(process.stderr.read()), daemon=True)
+    reader.start()
+    chunks, have = [], 0
+    bar = progress(None, desc=f"frames {name}", unit="frame")
+    try:
+        while chunk := process.stdout.read(max(frame_bytes, 1 << 16)):
+            chunks.append(chunk)
+            before, have = have // frame_bytes, have + len(chunk)
+            bar.update(have // frame_bytes - before)
+        returncode = process.wait()
+    finally:
+        bar.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join()
+    return returncode, b"".join(chunks), b"".join(log_chunks).decode(errors="replace")
+
+
 def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) -> Extracted:
     """Decode `path` and return the kept frames; raise PipelineError naming the file on bad input."""
-    import subprocess
-
     path = Path(path)
     _check_file(path)
     args = extraction_args(path, fps, size, crop)
-    result = subprocess.run(args, capture_output=True)
-    log = result.stderr.decode(errors="replace")
+    returncode, data, log = _decode_with_progress(args, size * size * 3, path.name)
     errors = _errors_in(log)
-    if result.returncode != 0:
+    if returncode != 0:
         reason = errors[-1] if errors else (log.strip().splitlines() or ["unknown error"])[-1]
         if "Input #0" in log and not _STREAM.search(log):  # a readable file, just no picture in it
             raise PipelineError(f"{path}: has no video stream")
@@ -167,7 +193,6 @@ def extract_frames(path: str | Path, fps: float | None, size: int, crop: str) ->
         if m["filter"] == last_filter:
             kept.append((int(m["pts"]), float(m["t"])))
     frame_bytes = size * size * 3
-    data = result.stdout
     if not kept or not data:
         raise PipelineError(f"{path}: contains no decodable video frames")
     if len(data) != frame_bytes * len(kept):

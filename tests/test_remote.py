@@ -147,6 +147,35 @@ def test_fetch_a_model_at_a_tag_without_building(published, seaweedfs, tmp_path)
     assert got.stdout == want
 
 
+def test_a_release_is_a_gto_version_fetched_by_version_and_by_stage(published, seaweedfs, tmp_path):
+    """A release as the README describes it: the artifacts dvc.yaml names, registered with GTO
+    (git tags), their files pushed to the remote, then fetched by version and by stage with
+    `dvc artifacts get` from a real S3 server, nothing built."""
+    def gto(*args):
+        result = subprocess.run(["gto", *args], cwd=published, capture_output=True, text=True, env=venv_env())
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip()
+
+    dvc(published, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    dvc(published, "push")
+    gto("register", "mask-classifier", "--version", "v1.0.0")
+    gto("register", "openmv-bundle", "--version", "v1.0.0")
+    gto("assign", "mask-classifier", "--version", "v1.0.0", "--stage", "prod")
+    assert gto("show", "mask-classifier@latest", "--ref") == "mask-classifier@v1.0.0"
+    assert gto("show", "mask-classifier#prod", "--ref") == "mask-classifier@v1.0.0"
+    assert "mask-classifier@v1.0.0" in git(published, "tag", "--list")
+
+    remote = ("--remote-config", f"endpointurl={seaweedfs}")
+    dvc(tmp_path, "artifacts", "get", str(published), "mask-classifier", "--rev", "v1.0.0", "-o", "by-version.tflite",
+        *remote)
+    dvc(tmp_path, "artifacts", "get", str(published), "mask-classifier", "--stage", "prod", "-o", "by-stage.tflite",
+        *remote)
+    dvc(tmp_path, "artifacts", "get", str(published), "openmv-bundle", "--rev", "v1.0.0", "-o", "bundle.zip", *remote)
+    model = (published / "dist/openmv/model.tflite").read_bytes()
+    assert (tmp_path / "by-version.tflite").read_bytes() == model == (tmp_path / "by-stage.tflite").read_bytes()
+    assert (tmp_path / "bundle.zip").read_bytes() == (published / "dist/openmv.zip").read_bytes()
+
+
 def test_a_remote_that_is_down_gives_one_clear_error(published):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

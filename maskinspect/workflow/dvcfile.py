@@ -14,6 +14,7 @@ import yaml
 
 from .. import params as params_mod
 from .declare import Graph, Resolved
+from .stages import ARTIFACTS
 
 HEADER = ("# GENERATED from maskinspect/workflow/stages.py by scripts/sync_dvc.py (the Snakefile\n"
           "# regenerates it when stale). Do not edit: change the stage table.\n")
@@ -73,6 +74,7 @@ def document(graph: Graph, params: dict, root: Path) -> dict:
         doc["metrics"] = metrics
     if plots:
         doc["plots"] = plots
+    doc["artifacts"] = {name: dict(spec) for name, spec in ARTIFACTS.items()}
     return doc
 
 

@@ -189,6 +189,19 @@ STAGES: tuple[Stage, ...] = (
 
 BY_NAME = {st.name: st for st in STAGES}
 
+# What a release holds, as DVC artifacts (dvc.yaml `artifacts:`): GTO registers their versions
+# (`gto register mask-classifier --version v1.0.0`: the git tag mask-classifier@v1.0.0) and
+# stages (`gto assign ... --stage prod`), and `dvc artifacts get REPO NAME --rev v1.0.0` or
+# `--stage prod` fetches the file from the remote without building anything.
+ARTIFACTS = {
+    "mask-classifier": {"path": "dist/openmv/model.tflite", "type": "model",
+                        "desc": "int8 ResNet-9 (bad / good / no_mask) for OpenMV's ml module, firmware 4.5.6+",
+                        "labels": ["openmv", "tflite", "int8", "cortex-m7"]},
+    "openmv-bundle": {"path": "dist/openmv.zip", "type": "model",
+                      "desc": "what goes on the camera: model.tflite, model.txt, main.py, manifest.json",
+                      "labels": ["openmv", "bundle"]},
+}
+
 
 def stages(lay: Layout) -> list[Stage]:
     """The stages these params build, in the order the data flows."""
