@@ -104,7 +104,7 @@ def _rule_for(r):
         constraint = ".+"
     outputs = {role: r.role_paths(value) for role, value in st.outputs.items()}
     plots = set(st.plots)
-    resources = {**stages.SMALL, **st.resources}
+    resources = stages.requests(st.name)
     if "gpu" in resources:
         resources["gpu"] = GPUS
         if not GPUS:

@@ -1,6 +1,7 @@
 """Pipeline timings on the demo data, in a fresh clone of this repository:
 
-- the full build (`snakemake --cores all`) and the time of each stage;
+- the full build (`snakemake --cores all`), and each stage's wall time and peak memory from
+  Snakemake's `benchmark:` files beside the cluster request it makes (stages.py);
 - the no-op run of each front end (`snakemake`, `dvc status`, `dvc repro`);
 - an incremental rebuild after a param only the last stage reads (bundle.board).
 
@@ -11,13 +12,11 @@ Prints a table (markdown). The clone is of HEAD: commit first what you want meas
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -34,32 +33,19 @@ def timed(cwd: Path, *cmd: str) -> tuple[float, str]:
     return elapsed, result.stdout + result.stderr
 
 
-def stage_times(log: str) -> dict[str, float]:
-    """Per rule, summed over its jobs, from Snakemake's log (job start and 'Finished' lines)."""
-    stamp = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-    starts: dict[str, tuple[str, datetime]] = {}
-    totals: dict[str, float] = {}
-    current_time = None
-    pending_rule = None
-    for line in log.splitlines():
-        m = stamp.match(line.strip())
-        if m:
-            current_time = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
-            continue
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            pending_rule = m.group(1)
-            continue
-        m = re.match(r"^\s+jobid: (\d+)", line)
-        if m and pending_rule and current_time:
-            starts[m.group(1)] = (pending_rule, current_time)
-            pending_rule = None
-            continue
-        m = re.search(r"Finished jobid: (\d+)", line)
-        if m and m.group(1) in starts and current_time:
-            rule, start = starts.pop(m.group(1))
-            totals[rule] = totals.get(rule, 0.0) + (current_time - start).total_seconds()
-    return totals
+def stage_benchmarks(clone: Path) -> dict[str, tuple[float, float, int]]:
+    """Per rule, from Snakemake's `benchmark:` files (benchmarks/<rule>/<job>.tsv): wall seconds
+    summed over its jobs, the largest peak resident memory (MB) of any job, and the job count."""
+    import csv
+
+    out: dict[str, tuple[float, float, int]] = {}
+    for tsv in sorted((clone / "benchmarks").glob("*/*.tsv")):
+        with tsv.open() as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        seconds, rss = float(row["s"]), float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
+        total, peak, jobs = out.get(tsv.parent.name, (0.0, 0.0, 0))
+        out[tsv.parent.name] = (total + seconds, max(peak, rss), jobs + 1)
+    return out
 
 
 def main() -> int:
@@ -74,6 +60,7 @@ def main() -> int:
     rows = []
     t_full, log = timed(clone, "snakemake", "--cores", "all")
     rows.append(("full build, snakemake --cores all", t_full))
+    per_stage = stage_benchmarks(clone)  # before the incremental runs below write bundle's again
     rows.append(("no-op: snakemake --cores all", timed(clone, "snakemake", "--cores", "all")[0]))
     rows.append(("no-op: dvc status", timed(clone, "dvc", "status")[0]))
     rows.append(("no-op: dvc repro", timed(clone, "dvc", "repro")[0]))
@@ -85,16 +72,18 @@ def main() -> int:
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rows.append(("incremental: bundle.board changed, dvc repro", timed(clone, "dvc", "repro")[0]))
 
-    logs = sorted((clone / ".snakemake" / "log").glob("*.snakemake.log"))
-    per_stage = stage_times(logs[0].read_text()) if logs else {}
     print(f"\nPipeline on the demo data ({subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} "
           f"cores), clone of {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}\n")
     print("| what | seconds |\n|---|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.1f} |")
-    print("\n| stage (full build; frames summed over videos, which run in parallel) | seconds |\n|---|---:|")
-    for rule, seconds in sorted(per_stage.items(), key=lambda kv: -kv[1]):
-        print(f"| {rule} | {seconds:.0f} |")
+    print("\n| stage (full build, from benchmark: files) | jobs | wall s (summed) | peak memory MB | cluster request "
+          "MB / min |\n|---|---:|---:|---:|---|")
+    from maskinspect.workflow.stages import MEASURED, requests
+
+    for rule, (seconds, rss, jobs) in sorted(per_stage.items(), key=lambda kv: -kv[1][0]):
+        res = requests(rule) if rule in MEASURED else {}
+        print(f"| {rule} | {jobs} | {seconds:.1f} | {rss:.0f} | {res.get('mem_mb', '—')} / {res.get('runtime', '—')} |")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

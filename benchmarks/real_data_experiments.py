@@ -48,6 +48,7 @@ EXPERIMENTS: dict[str, list[str]] = {
     "recipe-64-stride2": ["model.stem_stride=2"],
     # training through the camera's input path (a share of the frames resized as the firmware does)
     "camera-augment-0.5": ["finetune.augment.camera=0.5"],
+    "camera-augment-1.0": ["finetune.augment.camera=1.0"],
 }
 
 

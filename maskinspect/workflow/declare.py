@@ -60,7 +60,6 @@ class Stage:
     plots: dict[str, dict] = field(default_factory=dict)   # output role -> DVC plot spec ({} for images)
     extra_code: tuple[str, ...] = () # non-Python files the stage reads (a code change reruns it)
     threads: bool = False            # uses runtime.threads cores
-    resources: dict = field(default_factory=dict)          # what a cluster job asks for
     doc: str = ""
 
     @property

@@ -9,6 +9,8 @@ script (whose `main` takes the roles as arguments: maskinspect.cli).
 """
 from __future__ import annotations
 
+import math
+
 from .declare import Folder, From, Shards, Stage
 from .layout import (CAMERA_IMAGES, CAMERA_VIDEOS, DEMO_TRUTH, EMBEDDINGS, IMAGE_LABELS, IMAGE_SHARDS, SELECTED,
                      VIDEO_LABELS, Layout)
@@ -24,13 +26,32 @@ CAMERA = Shards("camera_shards")           # the labelled frames at the sensor's
 OPENMV_OPS = "maskinspect/openmv_tflm_ops.txt"
 HARNESS = ("maskinspect/firmware/harness.cc", "maskinspect/firmware/startup.c", "maskinspect/firmware/mps2_an500.ld")
 
-# What a cluster job asks for (mem_mb in MB, runtime in minutes; the SLURM profile may override).
-# Training stages ask for a GPU; MASKINSPECT_GPUS=0 asks for none. Resources never change a result.
-SMALL = {"mem_mb": 2000, "runtime": 20}
+# What a cluster job asks for (mem_mb in MB, runtime in minutes), from what each stage was measured
+# to take: Snakemake's benchmark: files (benchmarks/<stage>/, printed by benchmarks/pipeline.py),
+# on 2 CPU cores without a GPU. Memory is MEMORY_MARGIN x the peak resident set, at least 1 GB;
+# runtime TIME_MARGIN x the wall time (a slower node, a busy shared filesystem), at least 10
+# minutes. Larger data than measured (more frames, more pretraining epochs) needs more: override
+# in the SLURM profile. Stages marked gpu also ask for a GPU (MASKINSPECT_GPUS=0: none).
+# Resources never change a result.
+MEMORY_MARGIN, TIME_MARGIN = 1.5, 3.0
+MEASURED = {   # stage: (peak resident MB, wall seconds); where: the demo build, or real data (the 199 published frames)
+    "render_demo": (79, 19, "demo"), "extract_frames": (80, 1.1, "demo, one video"),
+    "pack_images": (108, 0.8, "real"), "pretrain": (1293, 613, "demo, 60 epochs"),
+    "embed": (894, 6.8, "demo"), "select_frames": (192, 3.7, "demo"), "annotate": (150, 0.4, "demo"),
+    "camera_frames": (143, 3.0, "demo"), "finetune": (918, 228, "real, 200 epochs full"),
+    "export_onnx": (781, 6.1, "demo"), "quantize": (1587, 25, "real"), "tflm_check": (144, 10.8, "demo"),
+    "firmware_check": (1363, 17, "demo"), "bundle": (53, 0.2, "demo"), "report": (1055, 12.2, "demo"),
+    "crossval": (1, 1, "real, 5 folds x 3"), "compare_published": (1, 1, "real"),
+}
+GPU = {"pretrain", "finetune", "crossval"}
 
 
-def training(mem_mb: int, runtime: int) -> dict:
-    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": 1}
+def requests(name: str) -> dict:
+    """The cluster request of a stage, from its measurement and the margins above."""
+    peak_mb, seconds, _where = MEASURED[name]
+    out = {"mem_mb": max(1000, math.ceil(peak_mb * MEMORY_MARGIN / 250) * 250),
+           "runtime": max(10, math.ceil(seconds * TIME_MARGIN / 60 / 5) * 5)}
+    return {**out, "gpu": 1} if name in GPU else out
 
 
 STAGES: tuple[Stage, ...] = (
@@ -64,7 +85,7 @@ STAGES: tuple[Stage, ...] = (
           outputs={"backbone": BACKBONE, "loss": "metrics/pretrain_loss.csv"},
           params=("model", "pretrain", "runtime.threads"),
           plots={"loss": {"x": "epoch", "y": "loss", "title": "SimCLR pretraining loss"}},
-          threads=True, resources=training(mem_mb=8000, runtime=240)),
+          threads=True),
 
     Stage("embed", when="from_videos",
           doc="a 16-number embedding of every video frame from the pretrained backbone",
@@ -107,7 +128,7 @@ STAGES: tuple[Stage, ...] = (
                  "predictions": {"template": "confusion", "x": "actual", "y": "predicted",
                                  "title": "float model on the test sample"},
                  "confusion": {}},
-          threads=True, resources=training(mem_mb=4000, runtime=60)),
+          threads=True),
 
     Stage("export_onnx",
           doc="the classifier as ONNX, checked against onnxruntime",
@@ -127,7 +148,7 @@ STAGES: tuple[Stage, ...] = (
                                  "title": "int8 model on the test sample"},
                  "confusion": {}},
           extra_code=(OPENMV_OPS,),
-          threads=True, resources={"mem_mb": 6000, "runtime": 30}),
+          threads=True),
 
     Stage("tflm_check",
           doc="the int8 model in TensorFlow Lite Micro on the host: agreement, arena, work, budgets",
@@ -176,7 +197,7 @@ STAGES: tuple[Stage, ...] = (
           outputs={"metrics": "metrics/crossval.json"},
           params=("model", "finetune", "crossval", "runtime.threads"),
           metrics=("metrics",),
-          threads=True, resources=training(mem_mb=4000, runtime=120)),
+          threads=True),
 
     Stage("compare_published", when="compare",
           doc="the published 2020 model and ours on the same test frames, as the camera feeds them",
