@@ -49,6 +49,9 @@ EXPERIMENTS: dict[str, list[str]] = {
     # training through the camera's input path (a share of the frames resized as the firmware does)
     "camera-augment-0.5": ["finetune.augment.camera=0.5"],
     "camera-augment-1.0": ["finetune.augment.camera=1.0"],
+    # the same on one split of the cross-validation (5 folds, a third of the time): compare with
+    # the recipe's first split (the same folds and seeds)
+    "camera-augment-1.0-r1": ["finetune.augment.camera=1.0", "crossval.repeats=1"],
 }
 
 

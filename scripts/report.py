@@ -113,9 +113,8 @@ def map_section(args, test_ids: set) -> str:
     xy = pca_2d(np.load(args.embeddings))
     roles = ["selected" if f in selected else "test" if f in test_ids else "other" for f in ids]
     others = [i for i, r in enumerate(roles) if r == "other"]
-    keep = sorted([i for i, r in enumerate(roles) if r != "other"] +
-                  [others[j] for j in np.linspace(0, len(others) - 1, min(MAP_OTHERS, len(others))).astype(int)]
-                  if others else [i for i, r in enumerate(roles) if r != "other"])
+    spread = [others[j] for j in np.linspace(0, len(others) - 1, min(MAP_OTHERS, len(others))).astype(int)]
+    keep = sorted({i for i, r in enumerate(roles) if r != "other"} | set(spread))
     frames = load_shards(args.frames).take([ids[i] for i in keep], "embedded frame")
     return ("<p>Each frame at its embedding's first two principal components; border: red selected for labelling, "
             f"blue test sample, grey other ({len(others)} others, {min(MAP_OTHERS, len(others))} shown).</p>"

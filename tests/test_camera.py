@@ -92,3 +92,25 @@ def test_what_the_model_gets_is_rgb565_expanded_xor_0x80():
     assert np.array_equal(fed.astype(np.int16), rgb565(frames).astype(np.int16) - 128)
     assert np.array_equal(expand(*to_rgb565(np.array([[255, 255, 255], [0, 0, 0]], np.uint8))),
                           [[255, 255, 255], [0, 0, 0]])  # white stays white, black black
+
+
+def test_training_through_the_camera_path_gives_the_cameras_pixels():
+    """finetune's CameraPath: with no jitter, exactly the pixels the camera feeds the model; with
+    colour jitter, still pixels an RGB565 sensor can deliver (every channel on its 5/6-bit grid)."""
+    import torch
+    from PIL import Image
+
+    from maskinspect.finetune import CameraPath
+
+    still = {"color_jitter": 0.0, "hue": 0.0, "rotation": 0, "min_scale": 1.0, "hflip": False, "vflip": False,
+             "camera": 1.0, "noise": 0.0}
+    frame = np.random.default_rng(3).integers(0, 256, (SENSOR, SENSOR, 3), dtype=np.uint8)
+    got = CameraPath(still, 64)(Image.fromarray(frame))
+    want = torch.from_numpy(camera_pixels(frame[None], 64)[0].transpose(2, 0, 1).copy()).float() / 255.0
+    assert torch.equal(got, want)
+
+    torch.manual_seed(0)
+    jittered = CameraPath({**still, "color_jitter": 0.4, "hue": 0.05, "rotation": 15, "min_scale": 0.7}, 64)
+    pixels = (jittered(Image.fromarray(frame)) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert pixels.shape == (64, 64, 3)
+    assert np.array_equal(pixels, rgb565(pixels))

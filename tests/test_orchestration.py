@@ -59,6 +59,16 @@ def test_dvc_yaml_is_generated_from_the_table():
     assert dvcfile.is_current(ROOT, stages.graph(params, ROOT), params)
 
 
+def test_every_stage_asks_a_cluster_for_what_it_was_measured_to_need_with_the_margin():
+    """A new stage without a measurement fails here; a request below its measured peak too."""
+    assert set(stages.MEASURED) == {st.name for st in stages.STAGES}
+    for name, (peak_mb, seconds, _where) in stages.MEASURED.items():
+        req = stages.requests(name)
+        assert req["mem_mb"] >= max(1000, peak_mb * stages.MEMORY_MARGIN), name
+        assert req["runtime"] * 60 >= max(600, seconds * stages.TIME_MARGIN), name
+        assert ("gpu" in req) == (name in stages.GPU)
+
+
 def test_both_front_ends_describe_the_same_graph(tiny_source):
     """Every DVC stage is a Snakemake job with the same command, inputs and outputs."""
     from dvc.repo import Repo
