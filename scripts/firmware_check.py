@@ -22,7 +22,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from maskinspect import cli, firmware, runtime
+from maskinspect import cli, firmware, runtime, tflite_graph
 from maskinspect.atomic import write_json
 from maskinspect.camera import camera_input
 from maskinspect.errors import PipelineError
@@ -54,7 +54,8 @@ def main(args, params):
     ids = read_labelled(args.test_labels)[0][: cfg["frames"]]
     if not ids:
         raise PipelineError(f"{shown(args.test_labels)}: no test frames to run on the emulated camera")
-    inputs = camera_input(load_shards(args.camera).take(ids, "test frame"), params["model"]["input_size"])
+    sensor = load_shards(args.camera).take(ids, "test frame")
+    inputs = camera_input(sensor, params["model"]["input_size"])
     host = runtime.run_tflm(model, inputs, runtime.smallest_arena(model)).astype(np.int16)
 
     by_commit: dict[str, list[str]] = defaultdict(list)
@@ -68,8 +69,10 @@ def main(args, params):
         timing = None
         if args.calibration_model:
             newest = newest_library(libraries)
+            # the 2020 model takes its own input size (64 px), whatever ours takes
+            calibration_size = tflite_graph.read(args.calibration_model).input().shape[1]
             timing = firmware.check(builder, libs[newest], firmware.int8_for_timing(
-                runtime.read_model(args.calibration_model)), inputs[:1], per_op=False)
+                runtime.read_model(args.calibration_model)), camera_input(sensor[:1], calibration_size), per_op=False)
             if not timing.ok:
                 raise PipelineError(f"{args.calibration_model}: cannot be timed on libtflm {newest}: {timing.reason()}")
     write_json(args.metrics, report(libraries, timing, args, cfg, params, tools))

@@ -18,13 +18,13 @@ LIBTFLM = SHARED / "openmv-libtflm"
 needs_libraries = pytest.mark.skipif(not LIBTFLM.is_dir(), reason="../shared/openmv-libtflm is not beside the repository")
 
 
-def keras_int8(path: Path, dense_per_channel: bool) -> Path:
+def keras_int8(path: Path, dense_per_channel: bool, size: int = 64) -> Path:
     """A small int8 classifier at the bundle's input shape, its dense head quantised per channel
     (what OpenMV's 2024 libraries refuse) or per tensor."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((64, 64, 3), batch_size=1)
+    inp = tf.keras.Input((size, size, 3), batch_size=1)
     x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     model = tf.keras.Model(inp, tf.keras.layers.Dense(3)(x))
@@ -33,9 +33,9 @@ def keras_int8(path: Path, dense_per_channel: bool) -> Path:
 
     def data():
         for _ in range(8):
-            yield [rng.random((1, 64, 64, 3)).astype(np.float32)]
-        yield [np.zeros((1, 64, 64, 3), np.float32)]
-        yield [np.ones((1, 64, 64, 3), np.float32)]
+            yield [rng.random((1, size, size, 3)).astype(np.float32)]
+        yield [np.zeros((1, size, size, 3), np.float32)]
+        yield [np.ones((1, size, size, 3), np.float32)]
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = data
@@ -69,6 +69,22 @@ def test_the_bundle_prepares_and_runs_on_every_firmware_claimed(tiny_build):
     assert 1.0 < latency["calibration"]["cpi"] < 1.5  # the 2020 model's 150 ms on the board
     manifest = json.loads((tiny_build / "dist/openmv/manifest.json").read_text())
     assert manifest["firmware"]["minimum"] == "4.5.6" and manifest["firmware"]["verified"] == claimed
+
+
+@needs_libraries
+def test_a_model_of_another_input_size_is_timed_beside_the_2020_model_at_its_own(tiny_build, tmp_path):
+    """An 80 px model (a strided-stem candidate): ours runs at 80 px, the 2020 calibration model at
+    its own 64 px, and the latency is calibrated on it."""
+    model = keras_int8(tmp_path / "eighty.tflite", dense_per_channel=False, size=80)
+    write_params(tmp_path / "params.yaml", tiny_params(**{"model.input_size": 80}))
+    result = run_script("firmware_check.py", "--model", model, "--camera",
+                        *sorted((tiny_build / "data/frames").glob("camera-*.npy")),
+                        "--test-labels", tiny_build / "data/labels/videos-test.csv", "--libraries", LIBTFLM,
+                        "--calibration-model", tiny_params()["firmware"]["calibration_model"],
+                        "--metrics", "firmware.json", cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    latency = json.loads((tmp_path / "firmware.json").read_text())["latency"]
+    assert 1.0 < latency["calibration"]["cpi"] < 1.5 and "ms_calibrated" in latency
 
 
 @needs_libraries
