@@ -71,6 +71,7 @@ def test_the_bundle_prepares_and_runs_on_every_firmware_claimed(tiny_build):
     assert manifest["firmware"]["minimum"] == "4.5.6" and manifest["firmware"]["verified"] == claimed
 
 
+@pytest.mark.slow
 @needs_libraries
 def test_a_model_of_another_input_size_is_timed_beside_the_2020_model_at_its_own(tiny_build, tmp_path):
     """An 80 px model (a strided-stem candidate): ours runs at 80 px, the 2020 calibration model at
