@@ -37,11 +37,11 @@ MEMORY_MARGIN, TIME_MARGIN = 1.5, 3.0
 MEASURED = {   # stage: (peak resident MB, wall seconds); where: the demo build, or real data (the 199 published frames)
     "render_demo": (79, 19, "demo"), "extract_frames": (80, 1.1, "demo, one video"),
     "pack_images": (108, 0.8, "real"), "pretrain": (1293, 613, "demo, 60 epochs"),
-    "embed": (894, 6.8, "demo"), "select_frames": (192, 3.7, "demo"), "annotate": (150, 0.4, "demo"),
+    "embed": (894, 6.8, "demo"), "select_frames": (192, 3.7, "demo"), "annotate": (69, 0.5, "demo"),
     "camera_frames": (143, 3.0, "demo"), "finetune": (918, 228, "real, 200 epochs full"),
     "export_onnx": (781, 6.1, "demo"), "quantize": (1587, 25, "real"), "tflm_check": (144, 10.8, "demo"),
     "firmware_check": (1363, 17, "demo"), "bundle": (53, 0.2, "demo"), "report": (1055, 12.2, "demo"),
-    "crossval": (1, 1, "real, 5 folds x 3"), "compare_published": (1, 1, "real"),
+    "crossval": (1017, 1960, "real, 5 folds x 3 (memory: a short run)"), "compare_published": (106, 13.6, "demo test sample"),
 }
 GPU = {"pretrain", "finetune", "crossval"}
 
