@@ -18,9 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .camera import SENSOR  # openmv/main.py's WINDOW: the centred square of the QVGA frame
 from .errors import PipelineError
 
-SENSOR_WINDOW = 240          # openmv/main.py's WINDOW: the centred square of the QVGA frame
 LED_NAMES = {1: "red", 2: "green", 3: "blue"}
 LED_RGB = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 90, 230), "off": (90, 90, 90)}
 BUNDLE_FILES = ("main.py", "model.tflite", "model.txt")
@@ -83,7 +83,7 @@ def emulate(bundle: Path, video: Path, fps: float | None, max_frames: int | None
     from .video import extract_frames
 
     with bundle_folder(bundle) as folder:
-        extracted = extract_frames(video, fps, SENSOR_WINDOW, "center")
+        extracted = extract_frames(video, fps, SENSOR, "center")
         frames, numbers, times = extracted.frames, extracted.frame_numbers, extracted.times
         if max_frames is not None:
             frames, numbers, times = frames[:max_frames], numbers[:max_frames], times[:max_frames]
@@ -135,5 +135,5 @@ def drawn(frame: np.ndarray, answer: Answer) -> np.ndarray:
 def write_mp4(path: Path, frames: np.ndarray, answers: list[Answer], fps: float) -> int:
     from .video import encode_h264
 
-    return encode_h264(path, (drawn(f, a) for f, a in zip(frames, answers)), (SENSOR_WINDOW, SENSOR_WINDOW),
+    return encode_h264(path, (drawn(f, a) for f, a in zip(frames, answers)), (SENSOR, SENSOR),
                        max(1, int(math.ceil(fps))), crf=20)

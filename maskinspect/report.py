@@ -22,20 +22,24 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _png_uri(buf: io.BytesIO) -> str:
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def png_uri(pixels: np.ndarray) -> str:
     """An RGB frame as a PNG data: URI (lossless: what the model saw, pixel for pixel)."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _png_uri(buf)
 
 
 def figure_uri(fig, plt) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no version in the bytes
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _png_uri(buf)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -78,7 +78,7 @@ def test_emulate_runs_the_bundles_main_py_on_a_video_and_agrees_with_the_camera_
 
     from maskinspect import runtime
     from maskinspect.camera import camera_input
-    from maskinspect.emulate import SENSOR_WINDOW
+    from maskinspect.camera import SENSOR
     from maskinspect.video import extract_frames
 
     video = sorted((tiny_build / "data/demo/videos").glob("*.mp4"))[0]
@@ -92,7 +92,7 @@ def test_emulate_runs_the_bundles_main_py_on_a_video_and_agrees_with_the_camera_
     assert {r["led"] for r in rows} <= {"red", "green", "blue"}
     assert all({"bad": "red", "good": "green", "no_mask": "blue"}[r["label"]] == r["led"] for r in rows)
 
-    frames = extract_frames(video, None, SENSOR_WINDOW, "center").frames[:12]
+    frames = extract_frames(video, None, SENSOR, "center").frames[:12]
     model = (tiny_build / "dist/openmv/model.tflite").read_bytes()
     size = tiny_params()["model"]["input_size"]
     logits = runtime.run_tflm(model, camera_input(frames, size), runtime.smallest_arena(model))
@@ -101,7 +101,7 @@ def test_emulate_runs_the_bundles_main_py_on_a_video_and_agrees_with_the_camera_
 
     reader = imageio_ffmpeg.read_frames(str(out_mp4))
     meta = next(reader)
-    assert tuple(meta["size"]) == (SENSOR_WINDOW, SENSOR_WINDOW) and sum(1 for _ in reader) == 12
+    assert tuple(meta["size"]) == (SENSOR, SENSOR) and sum(1 for _ in reader) == 12
 
 
 def test_emulate_says_in_one_line_what_is_not_a_bundle(tmp_path):
