@@ -147,6 +147,7 @@ def test_fetch_a_model_at_a_tag_without_building(published, seaweedfs, tmp_path)
     assert got.stdout == want
 
 
+@pytest.mark.slow  # about 40 s: CI's step 3 runs it, the fast suite stays inside 10 minutes
 def test_a_release_is_a_gto_version_fetched_by_version_and_by_stage(published, seaweedfs, tmp_path):
     """A release as the README describes it: the artifacts dvc.yaml names, registered with GTO
     (git tags), their files pushed to the remote, then fetched by version and by stage with
