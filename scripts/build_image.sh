@@ -84,6 +84,13 @@ fi
 for dir in $PIP_LOCAL_DIRS; do
     [ -d "$dir" ] && volumes+=(-v "$dir:$dir:ro")
 done
+# The build holds the locked environment twice while it commits its layer (about 25 GB at the
+# peak): refuse in one line rather than fill the disk half-way through.
+storage="$(buildah info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers)"
+[ -d "$storage" ] || storage=/var/lib
+free_gb=$(( $(df --output=avail -k "$storage" | tail -n 1) / 1024 / 1024 ))
+[ "$free_gb" -ge "${NEED_GB:-25}" ] || die "only ${free_gb} GB free under $storage; building the image needs about ${NEED_GB:-25} GB (buildah rmi --prune frees old images)"
+previous="$(buildah images --noheading --format '{{.ID}}' "$IMAGE" 2>/dev/null | head -n 1 || true)"
 say "building $IMAGE from $BASE_IMAGE (TORCH=$TORCH)"
 start=$(date +%s)
 buildah bud --isolation chroot --network host --layers --format docker "${volumes[@]}" \
@@ -91,6 +98,12 @@ buildah bud --isolation chroot --network host --layers --format docker "${volume
     -f "$root/Dockerfile" -t "$IMAGE" "$root" >&2
 built=$(( $(date +%s) - start ))
 size="$(buildah images --format '{{.Size}}' "$IMAGE" | head -n 1)"
+# A rebuild moves the name to a new image: the one it leaves behind (about 13 GB, nameless
+# now) is removed, so repeated builds do not fill the disk.
+current="$(buildah images --noheading --format '{{.ID}}' "$IMAGE" | head -n 1)"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    buildah rmi "$previous" >/dev/null 2>&1 && say "removed the previous $IMAGE ($previous)" || true
+fi
 echo "image: $IMAGE"
 echo "image size: $size"
 echo "build time: ${built} s"
