@@ -3,6 +3,7 @@
 # commands. What the two front ends need from each other is in maskinspect/workflow/agreement.py.
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ workdir: ROOT
 # The image each rule runs in with `snakemake --sdm apptainer`: none unless MASKINSPECT_IMAGE
 # names one (scripts/build_image.sh builds it; see README, "Container").
 IMAGE = os.environ.get("MASKINSPECT_IMAGE") or None
+# The conda environment each rule runs in with `snakemake --sdm conda`: the lock, hashes
+# required (envs/conda_env.py writes it). Such an environment does not hold the project's own
+# package, so every rule finds it here, as .venv's linked install does.
+CONDA_ENV = "envs/pipeline.conda.yaml"
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(ROOT))}; ")
 
 # A build takes the checkout, puts file times in order where dvc.lock vouches for the bytes, and
 # keeps dvc.yaml current; a command that only looks (-n, --lint, --summary, ...) changes nothing
@@ -127,6 +133,7 @@ def _rule_for(r):
         wildcard_constraints:
             item=constraint,
         container: IMAGE
+        conda: CONDA_ENV
         threads: PARAMS["runtime"]["threads"] if st.threads else 1
         resources:
             **resources,

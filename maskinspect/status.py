@@ -80,4 +80,25 @@ def dvc_view(root: Path) -> dict[str, str]:
                 files = ", ".join(f"{k} ({_said(v)})" for k, v in what.items()) if isinstance(what, dict) else str(what)
                 said.append(f"{kind}: {files}")
         out[stage] = "; ".join(said)
+    # `dvc status` names only the stages whose own inputs changed; what reads their outputs will
+    # rerun after them, so say so rather than call those stages up to date.
+    for stage, upstream in _downstream(root, set(out)).items():
+        out.setdefault(stage, f"reruns after {', '.join(sorted(upstream))} (it reads what they write)")
     return out
+
+
+def _downstream(root: Path, changed: set[str]) -> dict[str, set[str]]:
+    """Stage -> the changed stages it depends on, directly or not (DVC's own graph)."""
+    if not changed:
+        return {}
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # an edge goes from a stage to a stage it reads from
+        by_name = {stage.addressing: stage for stage in graph.nodes}
+        found: dict[str, set[str]] = {}
+        for name in changed & set(by_name):
+            for later in nx.ancestors(graph, by_name[name]):
+                found.setdefault(later.addressing, set()).add(name)
+    return {stage: upstream for stage, upstream in found.items() if stage not in changed}

@@ -63,7 +63,8 @@ def test_status_names_the_stale_stages_in_both_views_and_changes_nothing(built_c
     assert lines[1] == "  snakemake: Updated input files: .snakemake/stage-settings/bundle.json"
     assert lines[2] == "  dvc:       changed deps: params.yaml (bundle modified)"
     assert lines[3] == "report" and lines[4].startswith("  snakemake: Input files updated by another job: ")
-    assert lines[5] == "  dvc:       up to date"  # DVC looks at a stage's own inputs only, as they are now
+    # `dvc status` names a stage's own inputs only; status adds what follows from DVC's graph
+    assert lines[5] == "  dvc:       reruns after bundle (it reads what they write)"
     assert files_state(built_copy, skip=(".snakemake/", ".dvc/tmp/")) == before
 
 

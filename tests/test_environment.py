@@ -45,3 +45,26 @@ def test_ffmpeg_binary_ships_with_imageio_ffmpeg():
     out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True)
     assert out.returncode == 0 and "libx264" in out.stdout + subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+
+
+def test_the_rules_conda_environment_installs_exactly_the_lock():
+    """`snakemake --sdm conda` gets the same packages, versions and hashes as scripts/venv.sh:
+    envs/pipeline.conda.yaml is regenerated from the lock, never edited by hand."""
+    import yaml
+
+    env = yaml.safe_load((ROOT / "envs" / "pipeline.conda.yaml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip[0] == "--require-hashes"
+
+    def table(lines):
+        return {m.group(1).lower(): (m.group(2), frozenset(re.findall(r"--hash=(sha256:[0-9a-f]{64})", line)))
+                for line in lines for m in [re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)] if m}
+
+    lock_entries = re.split(r"\n(?=[A-Za-z0-9])", LOCK)
+    from_lock, from_env = table(lock_entries), table(pip[1:])
+    assert len(from_env) == len(pip) - 1 and from_env == from_lock
+    assert all(hashes for _version, hashes in from_env.values())
+    check = subprocess.run([sys.executable, str(ROOT / "envs" / "conda_env.py"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
