@@ -70,7 +70,7 @@ def seaweedfs(tmp_path_factory):
     finally:
         server.terminate()
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=3)  # weed often ignores SIGTERM: do not wait long for it
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
