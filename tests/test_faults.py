@@ -29,10 +29,18 @@ def sh(cwd: Path, *cmd: str, check: bool = True, **env) -> subprocess.CompletedP
     return result
 
 
+def _signals_as_in_a_terminal() -> None:
+    """Ctrl-C and Ctrl-\\ at their defaults, as a terminal's foreground job has them. A test run
+    started in the background of a script (`nohup .ci/run &`) inherits SIGINT ignored, POSIX's
+    rule for asynchronous commands, and every Python below it would then never see the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def start(cwd: Path, *cmd: str) -> subprocess.Popen:
     """A build in the background, in its own process group (as a terminal would run it)."""
     return subprocess.Popen(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=venv_env(), start_new_session=True)
+                            env=venv_env(), start_new_session=True, preexec_fn=_signals_as_in_a_terminal)
 
 
 def stage_process(root: Path, stage: str, timeout: float = 300) -> int:
