@@ -211,6 +211,7 @@ def test_a_failed_conversion_leaves_no_process_wide_change(tmp_path):
     os.write(2, b"")
 
 
+@pytest.mark.slow  # a whole quantize, about 30 s; CI's step 3 runs it
 def test_quantize_runs_with_networking_blocked(tiny_build, tmp_path):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
         pytest.skip("unshare cannot make a network namespace here")
