@@ -52,6 +52,8 @@ EXPERIMENTS: dict[str, list[str]] = {
     # the same on one split of the cross-validation (5 folds, a third of the time): compare with
     # the recipe's first split (the same folds and seeds)
     "camera-augment-1.0-r1": ["finetune.augment.camera=1.0", "crossval.repeats=1"],
+    # ... and on the other two splits (seeds 6 and 7): with -r1 it is the whole 5-fold x 3 CV
+    "camera-augment-1.0-splits23": ["finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
 }
 
 
