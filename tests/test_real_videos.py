@@ -1,6 +1,6 @@
 """A user's own line, end to end: the published camera's training frames as videos with a labels
 CSV, built with the defaults (the real recipe) into a bundle, and that bundle scored on dev/
-through the camera's input path. Marked `real` (7.5 minutes of real fine-tuning on 2 cores, run
+through the camera's input path. Marked `real` (about 12 minutes of real fine-tuning on 2 cores, run
 with `scripts/venv.sh pytest -m real`; CI leaves it out to stay inside its time); needs ../shared."""
 import csv
 import json
@@ -78,7 +78,8 @@ def test_own_videos_build_a_bundle_that_holds_up_through_the_camera_path(tmp_pat
     figures = report(truth, labels_of(logits, CLASSES))
     print(f"own videos -> bundle, dev/ through the camera path: {figures['balanced_accuracy']:.3f} "
           f"balanced accuracy, bad recall {figures['recall']['bad']:.3f}")
-    # Measured at this revision: 0.905 (bad recall 0.71; 0.929 on the stored frames). The 2020
-    # model gets 0.793 on these frames; the issue's aim for this path is 0.93 (open: README,
-    # "Your own videos"). The bound holds the path well above the published model.
-    assert figures["balanced_accuracy"] >= 0.88
+    # Measured at 3c98223 (training through the camera path): 0.929, bad recall 0.786; 0.905
+    # before it. The build is bit-identical across machines, so this is one fixed figure; the
+    # bound is one defective mask of 14 below it (0.024), the issue's aim for this path is 0.93
+    # (README, "Your own videos"), and the 2020 model gets 0.793 on these frames.
+    assert figures["balanced_accuracy"] >= 0.90
