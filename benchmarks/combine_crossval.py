@@ -13,20 +13,27 @@ import sys
 
 import numpy as np
 
+from maskinspect.evaluation import report
+
 
 def combine(parts: list[dict]) -> dict:
     folds = [f for part in parts for f in part["per_fold"]]
     out = {"folds": len(folds)}
     for prefix, pooled in (("", "pooled"), ("camera_", "camera_pooled")):
         bal = [f[f"{prefix}balanced_accuracy"] for f in folds]
-        matrix = sum(np.array(part[pooled]["confusion"]["matrix"]) for part in parts)
-        classes = parts[0][pooled]["confusion"]["classes"]
-        recall = matrix.diagonal() / matrix.sum(axis=1)
         out[f"{prefix}balanced_accuracy_mean"] = round(float(np.mean(bal)), 4)
         out[f"{prefix}balanced_accuracy_std"] = round(float(np.std(bal)), 4)
-        out[pooled] = {"balanced_accuracy": round(float(recall.mean()), 4),
-                       "recall": {c: round(float(r), 4) for c, r in zip(classes, recall)},
-                       "confusion": {"classes": classes, "matrix": matrix.tolist()}}
+        # the pooled (actual, predicted) pairs back from the confusion matrices, scored by the
+        # pipeline's own report(): the figures crossval would have written
+        actual, predicted = [], []
+        for part in parts:
+            confusion = part[pooled]["confusion"]
+            for i, row in enumerate(confusion["matrix"]):
+                for j, n in enumerate(row):
+                    actual += [confusion["classes"][i]] * n
+                    predicted += [confusion["classes"][j]] * n
+        every = report(actual, predicted)
+        out[pooled] = {k: every[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")}
     return out
 
 

@@ -113,3 +113,62 @@ def test_build_report_opens_in_chromium_with_every_image_and_no_console_error(ti
     shown = [line.split()[1] for line in text.splitlines() if line.startswith("#") and "-" in line]
     assert shown == [r["frame_id"] for r in selected]
     assert "float (" in text and "int8 (" in text and "camera path (" in text
+
+
+def test_crossval_runs_on_different_splits_join_into_what_one_run_writes(tmp_path):
+    """benchmarks/combine_crossval.py: two crossval.json of some splits each give what crossval
+    writes for all the splits at once (mean and spread over every fold, pooled confusion)."""
+    import importlib.util
+    import random
+    import sys
+
+    from conftest import ROOT
+    from maskinspect import CLASSES
+    from maskinspect.evaluation import report
+
+    def load(name, path):
+        spec = importlib.util.spec_from_file_location(name, ROOT / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    crossval = load("crossval_stage", "scripts/crossval.py")
+    combine = load("combine_crossval", "benchmarks/combine_crossval.py")
+    rng = random.Random(0)
+    splits = []   # per split: per fold, (actual, predicted) stored and through the camera
+    for repeat in range(3):
+        folds = []
+        for k in range(4):
+            n = rng.randint(20, 40)
+            actual = [rng.choice(CLASSES) for _ in range(n)]
+            folds.append({path: (actual, [a if rng.random() < 0.85 else rng.choice(CLASSES) for a in actual])
+                          for path in ("stored", "camera")})
+        splits.append(folds)
+
+    def written(chosen):
+        folds, pooled = [], {"stored": ([], []), "camera": ([], [])}
+        for repeat, split in chosen:
+            for k, fold in enumerate(split):
+                entry = {"repeat": repeat, "fold": k}
+                for path, (actual, predicted) in fold.items():
+                    pooled[path][0].extend(actual)
+                    pooled[path][1].extend(predicted)
+                    r = report(actual, predicted)
+                    entry.update({(key if path == "stored" else f"camera_{key}"): r[key]
+                                  for key in ("count", "accuracy", "balanced_accuracy", "recall")})
+                folds.append(entry)
+        return crossval.summarise({"folds": 4, "repeats": len(chosen)}, folds, pooled)
+
+    whole = written(list(enumerate(splits)))
+    joined = combine.combine([written([(0, splits[0])]), written([(1, splits[1]), (2, splits[2])])])
+    assert joined["folds"] == 12
+    for key in ("balanced_accuracy_mean", "balanced_accuracy_std", "camera_balanced_accuracy_mean",
+                "camera_balanced_accuracy_std", "pooled", "camera_pooled"):
+        assert joined[key] == whole[key], key
+    assert whole["camera_pooled"] != whole["pooled"]  # the two paths are told apart
+
+    (tmp_path / "a.json").write_text("{}")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/combine_crossval.py"),
+                             str(tmp_path / "a.json")], capture_output=True, text=True, env=venv_env())
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"combine_crossval: {tmp_path / 'a.json'}: not a crossval.json (no per_fold)"]
