@@ -8,33 +8,37 @@ over every fold, pooled recall over every frame of every split, stored frames an
     scripts/venv.sh python benchmarks/combine_crossval.py A/crossval.json B/crossval.json
 """
 import argparse
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
 
-from maskinspect.evaluation import report
+
+def crossval_stage():
+    """scripts/crossval.py, whose summarise() writes crossval.json: the same figures, one code."""
+    spec = importlib.util.spec_from_file_location("crossval_stage", ROOT / "scripts" / "crossval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def combine(parts: list[dict]) -> dict:
-    folds = [f for part in parts for f in part["per_fold"]]
-    out = {"folds": len(folds)}
-    for prefix, pooled in (("", "pooled"), ("camera_", "camera_pooled")):
-        bal = [f[f"{prefix}balanced_accuracy"] for f in folds]
-        out[f"{prefix}balanced_accuracy_mean"] = round(float(np.mean(bal)), 4)
-        out[f"{prefix}balanced_accuracy_std"] = round(float(np.std(bal)), 4)
-        # the pooled (actual, predicted) pairs back from the confusion matrices, scored by the
-        # pipeline's own report(): the figures crossval would have written
-        actual, predicted = [], []
-        for part in parts:
-            confusion = part[pooled]["confusion"]
+    folds, pooled = [], {"stored": ([], []), "camera": ([], [])}
+    repeats = 0
+    for part in parts:
+        # repeats numbered on from the previous part's, as one run numbers them
+        folds += [{**f, "repeat": f["repeat"] + repeats} for f in part["per_fold"]]
+        repeats += part["repeats"]
+        # the pooled (actual, predicted) pairs, back from the confusion matrices
+        for path, key in (("stored", "pooled"), ("camera", "camera_pooled")):
+            confusion = part[key]["confusion"]
             for i, row in enumerate(confusion["matrix"]):
                 for j, n in enumerate(row):
-                    actual += [confusion["classes"][i]] * n
-                    predicted += [confusion["classes"][j]] * n
-        every = report(actual, predicted)
-        out[pooled] = {k: every[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")}
-    return out
+                    pooled[path][0].extend([confusion["classes"][i]] * n)
+                    pooled[path][1].extend([confusion["classes"][j]] * n)
+    return crossval_stage().summarise({"folds": parts[0]["folds"], "repeats": repeats}, folds, pooled)
 
 
 def main() -> int:
@@ -49,6 +53,9 @@ def main() -> int:
             sys.exit(f"combine_crossval: {name}: {e}")
         if "per_fold" not in parts[-1]:
             sys.exit(f"combine_crossval: {name}: not a crossval.json (no per_fold)")
+        if parts[-1]["folds"] != parts[0]["folds"]:
+            sys.exit(f"combine_crossval: {name}: {parts[-1]['folds']} folds a split, {args.files[0]} has "
+                     f"{parts[0]['folds']}: parts of one cross-validation have the same crossval.folds")
     print(json.dumps(combine(parts), indent=1))
     return 0
 
