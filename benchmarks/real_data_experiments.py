@@ -58,6 +58,8 @@ EXPERIMENTS: dict[str, list[str]] = {
     "camera-augment-0.5": ["finetune.augment.camera=0.5"],
     "camera-augment-1.0-r1": ["finetune.augment.camera=1.0", "crossval.repeats=1"],
     "camera-augment-1.0-splits23": ["finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
+    # sensor noise on the camera-path samples (standard deviation in 8-bit levels, at the sensor)
+    "camera-noise-4": ["finetune.augment.noise=4"],
 }
 
 
