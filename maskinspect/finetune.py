@@ -28,6 +28,16 @@ from .models import Classifier
 from .training import device, progress, seed_everything
 
 
+def colour_jitter(aug: dict):
+    """The colour jitter of `aug`, or None when it jitters nothing. Hue null: as published, the
+    hue jitters as much as the rest (at most 0.5)."""
+    from torchvision import transforms as T
+
+    cj = aug["color_jitter"]
+    hue = min(0.5, cj) if aug["hue"] is None else aug["hue"]
+    return T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=hue) if cj > 0 or hue > 0 else None
+
+
 def augmentation(aug: dict, input_size: int, to_tensor: bool = True):
     from torchvision import transforms as T
 
@@ -39,10 +49,9 @@ def augmentation(aug: dict, input_size: int, to_tensor: bool = True):
         steps.append(T.RandomHorizontalFlip())
     if aug["vflip"]:
         steps.append(T.RandomVerticalFlip())
-    cj = aug["color_jitter"]
-    hue = min(0.5, cj) if aug["hue"] is None else aug["hue"]  # null: as published, hue = colour jitter
-    if cj > 0 or hue > 0:
-        steps.append(T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=hue))
+    colour = colour_jitter(aug)
+    if colour is not None:
+        steps.append(colour)
     if to_tensor:
         steps.append(T.ToTensor())
     return T.Compose(steps)
@@ -55,14 +64,10 @@ class CameraPath:
     same lighting change at a fourteenth of the cost of jittering 240 x 240 frames."""
 
     def __init__(self, aug: dict, input_size: int):
-        from torchvision import transforms as T
-
         from .camera import SENSOR
 
         self.move = augmentation({**aug, "color_jitter": 0.0, "hue": 0.0}, SENSOR, to_tensor=False)
-        cj = aug["color_jitter"]
-        hue = min(0.5, cj) if aug["hue"] is None else aug["hue"]
-        self.colour = T.ColorJitter(brightness=cj, contrast=cj, saturation=cj, hue=hue) if cj > 0 or hue > 0 else None
+        self.colour = colour_jitter(aug)
         self.noise = aug["noise"]
         self.input_size = input_size
 

@@ -10,7 +10,6 @@ instructions of one inference and the latency band. One line per refusal; exit 1
 from __future__ import annotations
 
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +41,7 @@ def firmware_figures(path: Path, params: dict, root: Path) -> tuple[dict, list[s
     dtype = np.int8 if graph.input().dtype == "INT8" else np.uint8
     inputs = np.zeros(shape, dtype=dtype).view(np.int8)
     model = runtime.read_model(path)
-    by_commit: dict[str, list[str]] = defaultdict(list)
-    for claim in cfg["claims"]:
-        by_commit[claim["libtflm"]].append(claim["firmware"])
+    by_commit = firmware.claims_by_library(cfg["claims"])
     figures, refusals = {}, []
     with tempfile.TemporaryDirectory(prefix="harness-") as work:
         builder = firmware.Builder(Path(work), sorted(openmv_ops()))

@@ -58,9 +58,7 @@ def main(args, params):
     inputs = camera_input(sensor, params["model"]["input_size"])
     host = runtime.run_tflm(model, inputs, runtime.smallest_arena(model)).astype(np.int16)
 
-    by_commit: dict[str, list[str]] = defaultdict(list)
-    for claim in cfg["claims"]:
-        by_commit[claim["libtflm"]].append(claim["firmware"])
+    by_commit = firmware.claims_by_library(cfg["claims"])
     libs = {commit: firmware.library(args.libraries, commit) for commit in by_commit}
     with tempfile.TemporaryDirectory(prefix="harness-") as work:
         builder = firmware.Builder(Path(work), ops)

@@ -56,6 +56,15 @@ class Library:
         return path if path.is_file() else None
 
 
+def claims_by_library(claims: list[dict]) -> dict[str, list[str]]:
+    """firmware.claims grouped by the libtflm commit each firmware links: commit -> versions, in
+    the order claimed (one build and run per library serves every firmware that links it)."""
+    by_commit: dict[str, list[str]] = {}
+    for claim in claims:
+        by_commit.setdefault(claim["libtflm"], []).append(claim["firmware"])
+    return by_commit
+
+
 def library(root: Path, commit: str) -> Library:
     lib = Library(commit, root / commit)
     if lib.archive() is None or not lib.include.is_dir():
