@@ -56,6 +56,7 @@ EXPERIMENTS: dict[str, list[str]] = {
     # does): 1.0 is now the recipe; it was chosen in two runs, one split of the CV and then the
     # other two (seeds 6 and 7), joined by benchmarks/combine_crossval.py
     "camera-augment-0.5": ["finetune.augment.camera=0.5"],
+    "camera-augment-0.5-split2": ["finetune.augment.camera=0.5", "crossval.repeats=1", "crossval.seed=6"],
     "camera-augment-1.0-r1": ["finetune.augment.camera=1.0", "crossval.repeats=1"],
     "camera-augment-1.0-splits23": ["finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
     # sensor noise on the camera-path samples (standard deviation in 8-bit levels, at the sensor)
