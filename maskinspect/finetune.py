@@ -102,14 +102,17 @@ class Labelled(Dataset):
         return self.transform(Image.fromarray(np.asarray(self.images[i]))), int(self.targets[i])
 
 
-def class_weights(targets: np.ndarray, num_classes: int = len(CLASSES)) -> torch.Tensor:
-    """n / (k * count_c): each class weighs as much as the others in the loss."""
+def class_weights(targets: np.ndarray, num_classes: int = len(CLASSES), bad_weight: float = 1.0) -> torch.Tensor:
+    """n / (k * count_c): each class weighs as much as the others in the loss; `bad` then times
+    bad_weight, since on the line a missed defect costs more than a false alarm."""
     counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
     missing = [CLASSES[i] for i in range(num_classes) if counts[i] == 0]
     if missing:
         raise PipelineError(f"no training frames labelled {', '.join(missing)}: the classifier cannot learn "
                             f"{'it' if len(missing) == 1 else 'them'} (label more frames or raise select.n)")
-    return torch.tensor(len(targets) / (num_classes * counts), dtype=torch.float32)
+    weights = len(targets) / (num_classes * counts)
+    weights[CLASSES.index("bad")] *= bad_weight
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 @dataclass
@@ -141,7 +144,7 @@ def finetune(model: Classifier, images: np.ndarray, targets: np.ndarray, cfg: di
     steps = cfg["epochs"] * len(loader)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
                  if cfg["schedule"] == "cosine" else None)
-    weights = class_weights(targets) if cfg["class_weighted"] else None
+    weights = class_weights(targets, bad_weight=cfg["bad_weight"]) if cfg["class_weighted"] else None
     criterion = nn.CrossEntropyLoss(weight=weights.to(dev) if weights is not None else None)
     curve = []
     bar = progress(range(cfg["epochs"]), desc="finetune")

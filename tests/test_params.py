@@ -50,6 +50,9 @@ def test_nested_key_and_enum():
     p = repo_params()
     p["finetune"]["mode"] = "partial"
     assert "finetune.mode: 'partial' is not one of frozen, full" in error_of(p)
+    p = repo_params()
+    p["finetune"]["bad_weight"] = 0
+    assert error_of(p).startswith("params.yaml: finetune.bad_weight:")
 
 
 def test_missing_key_is_named():

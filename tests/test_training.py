@@ -99,3 +99,23 @@ def test_class_weights_balance_and_missing_class_is_an_error():
     assert np.allclose(w.numpy(), [100 / 30, 100 / 90, 100 / 180])
     with pytest.raises(PipelineError, match="no training frames labelled bad"):
         class_weights(np.array([1, 2, 2]))
+    heavy = class_weights(np.array([0] * 10 + [1] * 30 + [2] * 60), bad_weight=2.5)
+    assert np.allclose(heavy.numpy(), [2.5 * 100 / 30, 100 / 90, 100 / 180])
+
+
+def test_bad_weight_turns_doubtful_frames_into_bad():
+    """Frames with nothing to tell the classes apart (noise, labels at random): the balanced loss
+    leaves `bad` one answer of three; a `bad` weighing 10 times the others makes it the answer
+    that minimises the loss everywhere, so the classifier says `bad` to (nearly) every frame."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, size=(60, 64, 64, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(3), 20)
+    test_x = rng.integers(0, 256, size=(30, 64, 64, 3), dtype=np.uint8)
+    said_bad = {}
+    for bad_weight in (1.0, 10.0):
+        cfg = dict(tiny_params()["finetune"], mode="frozen", epochs=15, batch_size=20, bad_weight=bad_weight)
+        seed_everything(0)
+        model = models.build_classifier(MODEL_CFG)
+        finetune(model, x, y, cfg, 64)
+        said_bad[bad_weight] = labels_of(batched_forward(model, test_x, 64, 64)).count("bad")
+    assert said_bad[10.0] >= 27 and said_bad[10.0] > said_bad[1.0], said_bad
