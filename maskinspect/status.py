@@ -1,12 +1,11 @@
 """`maskinspect status`: which stages are stale and why, as each front end sees it.
 
 Snakemake's view is its dry run (a job per stale stage instance, with Snakemake's reason); DVC's
-is `dvc status --json` (what changed: deps, outs, params, the command). Both only look: nothing
+is DVC's own status (`dvc status`: what changed, deps, outs, params, the command). Both only look: nothing
 outside `.snakemake/` changes.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -63,42 +62,47 @@ def _said(value) -> str:
 
 
 def dvc_view(root: Path) -> dict[str, str]:
-    """DVC stage -> what `dvc status` says changed."""
+    """DVC stage -> what `dvc status` says changed, and the stages that rerun after them."""
     if not (root / ".dvc").is_dir():
         return {}
-    result = subprocess.run([_tool("dvc"), "status", "--json"], cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise PipelineError(f"dvc status failed: {(result.stderr.strip().splitlines() or ['no message'])[-1]}")
-    out = {}
-    for stage, changes in json.loads(result.stdout or "{}").items():
-        said = []
-        for change in changes:
-            if isinstance(change, str):
-                said.append(change)
-                continue
-            for kind, what in change.items():
-                files = ", ".join(f"{k} ({_said(v)})" for k, v in what.items()) if isinstance(what, dict) else str(what)
-                said.append(f"{kind}: {files}")
-        out[stage] = "; ".join(said)
-    # `dvc status` names only the stages whose own inputs changed; what reads their outputs will
-    # rerun after them, so say so rather than call those stages up to date.
-    for stage, upstream in _downstream(root, set(out)).items():
-        out.setdefault(stage, f"reruns after {', '.join(sorted(upstream))} (it reads what they write)")
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            out = {stage: "; ".join(_changes(changes)) for stage, changes in repo.status().items()}
+            # `dvc status` names only the stages whose own inputs changed; what reads their
+            # outputs will rerun after them, so say so rather than call those stages up to date.
+            for stage, upstream in _downstream(repo, set(out)).items():
+                out.setdefault(stage, f"reruns after {', '.join(sorted(upstream))} (it reads what they write)")
+    except DvcException as exc:
+        raise PipelineError(f"dvc status failed: {exc}") from exc
     return out
 
 
-def _downstream(root: Path, changed: set[str]) -> dict[str, set[str]]:
+def _changes(changes: list) -> list[str]:
+    """`dvc status --json`'s list for one stage, in words."""
+    said = []
+    for change in changes:
+        if isinstance(change, str):
+            said.append(change)
+            continue
+        for kind, what in change.items():
+            files = ", ".join(f"{k} ({_said(v)})" for k, v in what.items()) if isinstance(what, dict) else str(what)
+            said.append(f"{kind}: {files}")
+    return said
+
+
+def _downstream(repo, changed: set[str]) -> dict[str, set[str]]:
     """Stage -> the changed stages it depends on, directly or not (DVC's own graph)."""
     if not changed:
         return {}
     import networkx as nx
-    from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        graph = repo.index.graph  # an edge goes from a stage to a stage it reads from
-        by_name = {stage.addressing: stage for stage in graph.nodes}
-        found: dict[str, set[str]] = {}
-        for name in changed & set(by_name):
-            for later in nx.ancestors(graph, by_name[name]):
-                found.setdefault(later.addressing, set()).add(name)
+    graph = repo.index.graph  # an edge goes from a stage to a stage it reads from
+    by_name = {stage.addressing: stage for stage in graph.nodes}
+    found: dict[str, set[str]] = {}
+    for name in changed & set(by_name):
+        for later in nx.ancestors(graph, by_name[name]):
+            found.setdefault(later.addressing, set()).add(name)
     return {stage: upstream for stage, upstream in found.items() if stage not in changed}
