@@ -64,6 +64,7 @@ EXPERIMENTS: dict[str, list[str]] = {
     # `bad` weighing twice the balance in the loss, on splits 2 and 3 (where the recipe's
     # camera-path `bad` misses are: 6 of its 7 over the 15 folds)
     "bad-weight-2-splits23": ["finetune.bad_weight=2.0", "crossval.repeats=2", "crossval.seed=6"],
+    "bad-weight-2-split1": ["finetune.bad_weight=2.0", "crossval.repeats=1"],
 }
 
 
