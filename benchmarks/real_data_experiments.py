@@ -25,9 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # name -> `dvc exp run -S` overrides, relative to the real-data recipe of params.yaml.
-# The recipe itself is "recipe" (no override). The runs below it were made before the recipe
-# trained through the camera's path (finetune.augment.camera 0), most of them also when it
-# fine-tuned for 100 epochs, and keep that, so that each reproduces its row of the README.
+# The recipe itself is "recipe" (no override). Every other run was made before `bad` weighed
+# twice in the loss (finetune.bad_weight 1.0); those below no-camera-augment also before the
+# recipe trained through the camera's path (finetune.augment.camera 0), most of them also when
+# it fine-tuned for 100 epochs; each keeps its settings, so that it reproduces its README row.
+_BW1 = "finetune.bad_weight=1.0"
 _NO_CAMERA = "finetune.augment.camera=0.0"
 _E100 = "finetune.epochs=100"
 _PUBLISHED_AUGMENT = ["finetune.augment.color_jitter=0.25", "finetune.augment.min_scale=0.9",
@@ -35,34 +37,37 @@ _PUBLISHED_AUGMENT = ["finetune.augment.color_jitter=0.25", "finetune.augment.mi
 _STRIDE2 = ["frames.size=128", "model.input_size=128", "model.stem_stride=2"]
 EXPERIMENTS: dict[str, list[str]] = {
     "recipe": [],
-    "no-camera-augment": [_NO_CAMERA],
-    "epochs-100": [_NO_CAMERA, _E100],
-    "published-recipe": [_NO_CAMERA, _E100, "finetune.mode=frozen", "finetune.batch_size=200",
+    # the recipe before `bad` weighed twice (1201aa9); its 15 folds were run in two parts,
+    # camera-augment-1.0-r1 and -splits23 below
+    "bad-weight-1": [_BW1],
+    "no-camera-augment": [_BW1, _NO_CAMERA],
+    "epochs-100": [_BW1, _NO_CAMERA, _E100],
+    "published-recipe": [_BW1, _NO_CAMERA, _E100, "finetune.mode=frozen", "finetune.batch_size=200",
                          "finetune.schedule=constant", *_PUBLISHED_AUGMENT],
-    "full-64": [_NO_CAMERA, _E100, *_PUBLISHED_AUGMENT],
-    "full-128-stride2": [_NO_CAMERA, _E100, *_PUBLISHED_AUGMENT, *_STRIDE2],
-    "recipe-128-stride2": [_NO_CAMERA, _E100, *_STRIDE2],
-    "no-rotation-hue": [_NO_CAMERA, _E100, "finetune.augment.rotation=0", "finetune.augment.hue=null"],
-    "ssl-continued": [_NO_CAMERA, _E100, "pretrain.epochs=60"],
-    "no-class-weight": [_NO_CAMERA, _E100, "finetune.class_weighted=false"],
-    "calibration-20": [_NO_CAMERA, _E100, "quantize.calibration_frames=20"],
+    "full-64": [_BW1, _NO_CAMERA, _E100, *_PUBLISHED_AUGMENT],
+    "full-128-stride2": [_BW1, _NO_CAMERA, _E100, *_PUBLISHED_AUGMENT, *_STRIDE2],
+    "recipe-128-stride2": [_BW1, _NO_CAMERA, _E100, *_STRIDE2],
+    "no-rotation-hue": [_BW1, _NO_CAMERA, _E100, "finetune.augment.rotation=0", "finetune.augment.hue=null"],
+    "ssl-continued": [_BW1, _NO_CAMERA, _E100, "pretrain.epochs=60"],
+    "no-class-weight": [_BW1, _NO_CAMERA, _E100, "finetune.class_weighted=false"],
+    "calibration-20": [_BW1, _NO_CAMERA, _E100, "quantize.calibration_frames=20"],
     # cheaper inference (issue: at most 30 M instructions on the camera; benchmarks/inference_cost.py)
-    "recipe-80-stride2": [_NO_CAMERA, "frames.size=80", "model.input_size=80", "model.stem_stride=2"],
-    "recipe-64-stride2": [_NO_CAMERA, "model.stem_stride=2"],
+    "recipe-80-stride2": [_BW1, _NO_CAMERA, "frames.size=80", "model.input_size=80", "model.stem_stride=2"],
+    "recipe-64-stride2": [_BW1, _NO_CAMERA, "model.stem_stride=2"],
     # the same two networks with today's recipe (trained through the camera's input path)
-    "camera-80-stride2": ["frames.size=80", "model.input_size=80", "model.stem_stride=2"],
-    "camera-64-stride2": ["model.stem_stride=2"],
+    "camera-80-stride2": [_BW1, "frames.size=80", "model.input_size=80", "model.stem_stride=2"],
+    "camera-64-stride2": [_BW1, "model.stem_stride=2"],
     # training through the camera's input path (the share of the samples resized as the firmware
     # does): 1.0 is now the recipe; it was chosen in two runs, one split of the CV and then the
     # other two (seeds 6 and 7), joined by benchmarks/combine_crossval.py
-    "camera-augment-0.5": ["finetune.augment.camera=0.5"],
-    "camera-augment-0.5-split2": ["finetune.augment.camera=0.5", "crossval.repeats=1", "crossval.seed=6"],
-    "camera-augment-1.0-r1": ["finetune.augment.camera=1.0", "crossval.repeats=1"],
-    "camera-augment-1.0-splits23": ["finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
+    "camera-augment-0.5": [_BW1, "finetune.augment.camera=0.5"],
+    "camera-augment-0.5-split2": [_BW1, "finetune.augment.camera=0.5", "crossval.repeats=1", "crossval.seed=6"],
+    "camera-augment-1.0-r1": [_BW1, "finetune.augment.camera=1.0", "crossval.repeats=1"],
+    "camera-augment-1.0-splits23": [_BW1, "finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
     # sensor noise on the camera-path samples (standard deviation in 8-bit levels, at the sensor)
-    "camera-noise-4": ["finetune.augment.noise=4"],
-    # `bad` weighing twice the balance in the loss, on splits 2 and 3 (where the recipe's
-    # camera-path `bad` misses are: 6 of its 7 over the 15 folds)
+    "camera-noise-4": [_BW1, "finetune.augment.noise=4"],
+    # `bad` weighing twice the balance in the loss (now the recipe), chosen in two runs: splits 2
+    # and 3 first (where 6 of the 7 camera-path `bad` misses of bad-weight-1 were), then split 1
     "bad-weight-2-splits23": ["finetune.bad_weight=2.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-2-split1": ["finetune.bad_weight=2.0", "crossval.repeats=1"],
 }
