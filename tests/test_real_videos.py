@@ -78,8 +78,8 @@ def test_own_videos_build_a_bundle_that_holds_up_through_the_camera_path(tmp_pat
     figures = report(truth, labels_of(logits, CLASSES))
     print(f"own videos -> bundle, dev/ through the camera path: {figures['balanced_accuracy']:.3f} "
           f"balanced accuracy, bad recall {figures['recall']['bad']:.3f}")
-    # Measured at 3c98223 (training through the camera path): 0.929, bad recall 0.786; 0.905
-    # before it. The build is bit-identical across machines, so this is one fixed figure; the
-    # bound is one defective mask of 14 below it (0.024), the aim for this path is 0.93
-    # (README, "Your own videos"), and the 2020 model gets 0.793 on these frames.
-    assert figures["balanced_accuracy"] >= 0.90
+    # Measured at c5e4c39 (bad weighing twice in the loss): 0.976, bad recall 0.929; 0.929 before
+    # it, 0.905 before training through the camera path. The build is bit-identical across
+    # machines, so this is one fixed figure; the bound is the aim for this path (README,
+    # "Your own videos"), two defective masks of 14 below the figure; the 2020 model gets 0.793.
+    assert figures["balanced_accuracy"] >= 0.93
