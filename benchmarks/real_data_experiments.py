@@ -70,6 +70,10 @@ EXPERIMENTS: dict[str, list[str]] = {
     # and 3 first (where 6 of the 7 camera-path `bad` misses of bad-weight-1 were), then split 1
     "bad-weight-2-splits23": ["finetune.bad_weight=2.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-2-split1": ["finetune.bad_weight=2.0", "crossval.repeats=1"],
+    # `bad` weighing three times, the same two runs (4 of bad-weight-2's 6 camera-path `bad`
+    # misses are in splits 2 and 3)
+    "bad-weight-3-splits23": ["finetune.bad_weight=3.0", "crossval.repeats=2", "crossval.seed=6"],
+    "bad-weight-3-split1": ["finetune.bad_weight=3.0", "crossval.repeats=1"],
 }
 
 
