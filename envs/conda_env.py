@@ -9,6 +9,8 @@ cannot point at the lock with `-r`).
 import sys
 from pathlib import Path
 
+from lock_without_cuda import blocks  # the one reader of the lock's blocks (same folder)
+
 HERE = Path(__file__).resolve().parent
 LOCK = HERE / "requirements.lock"
 ENV = HERE / "pipeline.conda.yaml"
@@ -34,16 +36,12 @@ dependencies:
 def pinned(lock_text: str) -> list[str]:
     """One requirement line per locked package: `name==version --hash=sha256:... ...`."""
     lines: list[str] = []
-    for raw in lock_text.splitlines():
-        line = raw.strip().rstrip("\\").strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("--hash="):
-            lines[-1] += " " + line
-        elif raw[:1].isalnum():
-            lines.append(line)
-        else:
-            raise ValueError(f"{LOCK.name}: unexpected line: {raw!r}")
+    for block in blocks(lock_text)[1]:
+        parts = [raw.strip().rstrip("\\").strip() for raw in block]
+        for part in parts[1:]:
+            if part and not part.startswith(("#", "--hash=")):
+                raise ValueError(f"{LOCK.name}: unexpected line under {parts[0]}: {part!r}")
+        lines.append(" ".join([parts[0]] + [p for p in parts[1:] if p.startswith("--hash=")]))
     return lines
 
 

@@ -2,6 +2,9 @@
 
 Used by the Dockerfile's TORCH=cpu variant, which then installs the CPU builds of the same
 torch and torchvision versions: python3 envs/lock_without_cuda.py envs/requirements.lock
+
+`blocks` is also the lock reader of envs/conda_env.py. This file imports nothing of the
+project's, because the Dockerfile copies it alone.
 """
 import re
 import sys
@@ -9,13 +12,25 @@ import sys
 CUDA = re.compile(r"^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==")
 
 
+def blocks(lock_text: str) -> tuple[list[str], list[list[str]]]:
+    """The lock's header lines, then one block of lines per requirement: its `name==version`
+    line followed by its hashes and pip-compile's `# via` comments."""
+    header: list[str] = []
+    reqs: list[list[str]] = []
+    for line in lock_text.splitlines(keepends=True):
+        if line[:1].isalnum():  # a requirement starts a new block
+            reqs.append([line])
+        elif reqs:
+            reqs[-1].append(line)
+        else:
+            header.append(line)
+    return header, reqs
+
+
 def main(path: str) -> int:
-    blocks: list[list[str]] = [[]]
-    for line in open(path, encoding="utf-8"):
-        if line[:1].isalnum():  # a requirement starts a new block; hashes and comments follow it
-            blocks.append([])
-        blocks[-1].append(line)
-    sys.stdout.write("".join(line for block in blocks if not (block and CUDA.match(block[0])) for line in block))
+    with open(path, encoding="utf-8") as f:
+        header, reqs = blocks(f.read())
+    sys.stdout.write("".join(header + [line for block in reqs if not CUDA.match(block[0]) for line in block]))
     return 0
 
 

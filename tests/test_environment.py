@@ -68,3 +68,19 @@ def test_the_rules_conda_environment_installs_exactly_the_lock():
     check = subprocess.run([sys.executable, str(ROOT / "envs" / "conda_env.py"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_the_cpu_image_lock_drops_exactly_torch_and_cuda():
+    """The Dockerfile's TORCH=cpu variant installs the lock without torch, torchvision and
+    the CUDA wheels: every other package stays, with all its hashes."""
+    out = subprocess.run([sys.executable, str(ROOT / "envs" / "lock_without_cuda.py"),
+                          str(ROOT / "envs" / "requirements.lock")], capture_output=True, text=True, check=True)
+
+    def entries(text):
+        return {e.split("==")[0].lower(): e for e in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in e}
+
+    full, cpu = entries(LOCK), entries(out.stdout)
+    dropped = set(full) - set(cpu)
+    assert {"torch", "torchvision"} <= dropped
+    assert all(re.match(r"(torch|torchvision|triton|nvidia-|cuda-)", name) for name in dropped), dropped
+    assert set(cpu) <= set(full) and all(cpu[name].strip() == full[name].strip() for name in cpu)
