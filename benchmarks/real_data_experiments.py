@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> `dvc exp run -S` overrides, relative to the real-data recipe of params.yaml.
 # The recipe itself is "recipe" (no override). Every run but the bad-weight ones was made before
-# `bad` weighed more in the loss (finetune.bad_weight 1.0); those below no-camera-augment also before the
+# `bad` weighed more in the loss, and keeps finetune.bad_weight 1.0; those below no-camera-augment also before the
 # recipe trained through the camera's path (finetune.augment.camera 0), most of them also when
 # it fine-tuned for 100 epochs; each keeps its settings, so that it reproduces its README row.
 _BW1 = "finetune.bad_weight=1.0"
@@ -66,13 +66,12 @@ EXPERIMENTS: dict[str, list[str]] = {
     "camera-augment-1.0-splits23": [_BW1, "finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
     # sensor noise on the camera-path samples (standard deviation in 8-bit levels, at the sensor)
     "camera-noise-4": [_BW1, "finetune.augment.noise=4"],
-    # `bad` weighing twice the balance in the loss (the recipe from 1201aa9 to 0880431), in two
-    # runs: splits 2 and 3 first (where 6 of the 7 camera-path `bad` misses of bad-weight-1 were),
-    # then split 1
+    # `bad` weighing twice the balance in the loss (the recipe), in two runs: splits 2 and 3
+    # first (where 6 of the 7 camera-path `bad` misses of bad-weight-1 were), then split 1
     "bad-weight-2-splits23": ["finetune.bad_weight=2.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-2-split1": ["finetune.bad_weight=2.0", "crossval.repeats=1"],
-    # `bad` weighing three times (the recipe since 0880431), the same two runs (4 of
-    # bad-weight-2's 6 camera-path `bad` misses were in splits 2 and 3)
+    # `bad` weighing three times (the recipe from 0880431 to b58b143: README), the same two runs
+    # (4 of bad-weight-2's 6 camera-path `bad` misses were in splits 2 and 3)
     "bad-weight-3-splits23": ["finetune.bad_weight=3.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-3-split1": ["finetune.bad_weight=3.0", "crossval.repeats=1"],
 }
