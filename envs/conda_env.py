@@ -35,8 +35,12 @@ dependencies:
 
 def pinned(lock_text: str) -> list[str]:
     """One requirement line per locked package: `name==version --hash=sha256:... ...`."""
+    header, reqs = blocks(lock_text)
+    for raw in header:  # pip-compile's comments only: an option there (an index URL) is refused
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            raise ValueError(f"{LOCK.name}: unexpected line: {raw!r}")
     lines: list[str] = []
-    for block in blocks(lock_text)[1]:
+    for block in reqs:
         parts = [raw.strip().rstrip("\\").strip() for raw in block]
         for part in parts[1:]:
             if part and not part.startswith(("#", "--hash=")):

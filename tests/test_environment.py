@@ -8,6 +8,11 @@ from conftest import ROOT
 LOCK = (ROOT / "envs" / "requirements.lock").read_text()
 
 
+def lock_entries(text: str) -> list[str]:
+    """A pip-compile lock cut into its entries: a `name==version` line with what follows it."""
+    return re.split(r"\n(?=[A-Za-z0-9])", text)
+
+
 def pinned(name: str) -> str:
     m = re.search(rf"^{re.escape(name)}==([^\s\\]+)", LOCK, re.M)
     assert m, f"{name} is not pinned in envs/requirements.lock"
@@ -61,8 +66,7 @@ def test_the_rules_conda_environment_installs_exactly_the_lock():
         return {m.group(1).lower(): (m.group(2), frozenset(re.findall(r"--hash=(sha256:[0-9a-f]{64})", line)))
                 for line in lines for m in [re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)] if m}
 
-    lock_entries = re.split(r"\n(?=[A-Za-z0-9])", LOCK)
-    from_lock, from_env = table(lock_entries), table(pip[1:])
+    from_lock, from_env = table(lock_entries(LOCK)), table(pip[1:])
     assert len(from_env) == len(pip) - 1 and from_env == from_lock
     assert all(hashes for _version, hashes in from_env.values())
     check = subprocess.run([sys.executable, str(ROOT / "envs" / "conda_env.py"), "--check"],
@@ -77,7 +81,7 @@ def test_the_cpu_image_lock_drops_exactly_torch_and_cuda():
                           str(ROOT / "envs" / "requirements.lock")], capture_output=True, text=True, check=True)
 
     def entries(text):
-        return {e.split("==")[0].lower(): e for e in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in e}
+        return {e.split("==")[0].lower(): e for e in lock_entries(text) if "==" in e}
 
     full, cpu = entries(LOCK), entries(out.stdout)
     dropped = set(full) - set(cpu)
