@@ -74,6 +74,9 @@ EXPERIMENTS: dict[str, list[str]] = {
     # (4 of bad-weight-2's 6 camera-path `bad` misses were in splits 2 and 3)
     "bad-weight-3-splits23": ["finetune.bad_weight=3.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-3-split1": ["finetune.bad_weight=3.0", "crossval.repeats=1"],
+    # half-way between the two (two and three times each hold one of issue 14's two checks)
+    "bad-weight-2.5-splits23": ["finetune.bad_weight=2.5", "crossval.repeats=2", "crossval.seed=6"],
+    "bad-weight-2.5-split1": ["finetune.bad_weight=2.5", "crossval.repeats=1"],
 }
 
 
