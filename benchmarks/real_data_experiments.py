@@ -66,7 +66,7 @@ EXPERIMENTS: dict[str, list[str]] = {
     "camera-augment-1.0-splits23": [_BW1, "finetune.augment.camera=1.0", "crossval.repeats=2", "crossval.seed=6"],
     # sensor noise on the camera-path samples (standard deviation in 8-bit levels, at the sensor)
     "camera-noise-4": [_BW1, "finetune.augment.noise=4"],
-    # `bad` weighing twice the balance in the loss (the recipe), in two runs: splits 2 and 3
+    # `bad` weighing twice the balance in the loss (the recipe from 1201aa9 until 2.5), in two runs: splits 2 and 3
     # first (where 6 of the 7 camera-path `bad` misses of bad-weight-1 were), then split 1
     "bad-weight-2-splits23": ["finetune.bad_weight=2.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-2-split1": ["finetune.bad_weight=2.0", "crossval.repeats=1"],
@@ -74,7 +74,8 @@ EXPERIMENTS: dict[str, list[str]] = {
     # (4 of bad-weight-2's 6 camera-path `bad` misses were in splits 2 and 3)
     "bad-weight-3-splits23": ["finetune.bad_weight=3.0", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-3-split1": ["finetune.bad_weight=3.0", "crossval.repeats=1"],
-    # half-way between the two (two and three times each hold one of issue 14's two checks)
+    # half-way between the two (two and three times each held one of issue 14's two checks): the
+    # recipe since it won the 15 folds (README, "What was tried")
     "bad-weight-2.5-splits23": ["finetune.bad_weight=2.5", "crossval.repeats=2", "crossval.seed=6"],
     "bad-weight-2.5-split1": ["finetune.bad_weight=2.5", "crossval.repeats=1"],
 }
