@@ -1,5 +1,6 @@
 """Running an int8 model on the host: its input from the stored frames, and the two interpreters
-(LiteRT, the reference; TensorFlow Lite Micro, the camera's own interpreter). What the camera
+(LiteRT, the reference; TensorFlow Lite Micro, the camera's own interpreter, which scores the
+int8 model). What the camera
 itself feeds the model is maskinspect/camera.py. The quantize, tflm_check, firmware_check and
 compare_published stages and the emulated camera all use these.
 
@@ -108,3 +109,15 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena: int) -> np.ndarray:
         m.invoke()
         out.append(np.array(m.get_output(0))[0].copy())
     return np.stack(out)
+
+
+def tflm_scores(path: str | Path, inputs: np.ndarray) -> np.ndarray:
+    """Dequantised outputs of an int8 model in TFLite Micro, the camera's interpreter, in the
+    smallest arena it runs in. Quality figures come from here rather than LiteRT: the two differ by
+    a least significant bit or two, which turns a near tie on the odd frame."""
+    from . import tflite_graph
+
+    model = read_model(path)
+    out = tflite_graph.read(path).output()
+    raw = run_tflm(model, inputs, smallest_arena(model)).astype(np.float32)
+    return (raw - out.zero_point[0]) * out.scale[0]

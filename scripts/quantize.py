@@ -8,6 +8,7 @@ Out: --model int8 .tflite (int8 input and output, convolution weights per channe
      head's per tensor); on the test sample --metrics JSON: accuracy, balanced accuracy and
      per-class recall of the float model, of the int8 model on the stored frames (the host's
      figure) and of the int8 model through the camera's input path (what the camera gives),
+     both int8 figures in TFLite Micro, the camera's interpreter,
      the drops between them; --predictions CSV (a DVC confusion plot), --confusion PNG
 Fails when a tensor on the data path is not int8, an op is outside OpenMV's resolver, or the
 input scale is not 1/255 / zero point not -128. No network access (enforced).
@@ -26,7 +27,7 @@ from maskinspect.gates import check_gates
 from maskinspect.labels import read_labelled, shown
 from maskinspect.plots import confusion_matrix
 from maskinspect.camera import camera_input
-from maskinspect.runtime import host_input, run_litert
+from maskinspect.runtime import host_input, tflm_scores
 from maskinspect.training import batched_forward, to_input
 
 
@@ -65,9 +66,9 @@ def main(args, params):
     model = models.build_classifier(model_cfg)
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     float_pred = labels_of(batched_forward(model, test_images, size, 256))
-    int8_pred = labels_of(run_litert(args.model, host_input(test_images, size)).scores)
+    int8_pred = labels_of(tflm_scores(args.model, host_input(test_images, size)))
     sensor = load_shards(args.camera).take(test_ids, "test frame")
-    camera_pred = labels_of(run_litert(args.model, camera_input(sensor, size)).scores)
+    camera_pred = labels_of(tflm_scores(args.model, camera_input(sensor, size)))
     float_report, int8_report = report(test_labels, float_pred), report(test_labels, int8_pred)
     camera_report = report(test_labels, camera_pred)
 
@@ -92,7 +93,7 @@ def main(args, params):
     write_json(args.metrics, metrics)
     write_csv(args.predictions, ("frame_id", "actual", "predicted"), zip(test_ids, test_labels, int8_pred))
     confusion_matrix(args.confusion, np.array(int8_report["confusion"]["matrix"]), CLASSES,
-                     f"int8 model (LiteRT), test sample ({len(test_ids)} frames)\n"
+                     f"int8 model (TFLite Micro), test sample ({len(test_ids)} frames)\n"
                      f"balanced accuracy {int8_report['balanced_accuracy']}")
     print(f"quantize: {graph.size} bytes, ops {', '.join(graph.op_names)}; input scale {inp.scale[0]:.8f} zero point "
           f"{inp.zero_point[0]}; balanced accuracy float {float_report['balanced_accuracy']} -> int8 "

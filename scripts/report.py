@@ -23,7 +23,7 @@ from maskinspect.bundle import sha256
 from maskinspect.camera import camera_input, camera_pixels
 from maskinspect.frames import load_shards
 from maskinspect.labels import read_labelled
-from maskinspect.runtime import host_input, run_litert
+from maskinspect.runtime import host_input, tflm_scores
 from maskinspect.training import batched_forward
 
 WRONG_SHOWN = 120   # at most this many misclassified test frames (the worst first)
@@ -66,8 +66,8 @@ def test_predictions(args, params, ids):
     model = models.build_classifier(params["model"])
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     views = {"float": rp.predictions(batched_forward(model, frames, size, 256), CLASSES),
-             "int8": rp.predictions(run_litert(args.bundle_model, host_input(frames, size)).scores, CLASSES),
-             "camera path": rp.predictions(run_litert(args.bundle_model, camera_input(sensor, size)).scores, CLASSES)}
+             "int8": rp.predictions(tflm_scores(args.bundle_model, host_input(frames, size)), CLASSES),
+             "camera path": rp.predictions(tflm_scores(args.bundle_model, camera_input(sensor, size)), CLASSES)}
     return frames, camera_pixels(sensor, size), views
 
 

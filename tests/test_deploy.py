@@ -47,6 +47,26 @@ def test_float_and_int8_figures_are_reported(tiny_build):
                                                            - q["int8"]["balanced_accuracy"], abs=1e-4)
 
 
+def test_the_int8_figures_are_the_camera_interpreters(tiny_build):
+    """quantize scores the int8 model in TFLite Micro, as the camera runs it, on the stored frames
+    and through the camera's input path: recomputed here frame by frame, they are the same."""
+    from maskinspect.evaluation import labels_of, report
+    from maskinspect.runtime import host_input
+
+    with (tiny_build / "data/labels/videos-test.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    ids, truth = [r["frame_id"] for r in rows], [r["label"] for r in rows]
+    model = (tiny_build / "models/classifier_int8.tflite").read_bytes()
+    arena = runtime.smallest_arena(model)
+    stored = labels_of(runtime.run_tflm(model, host_input(load_shards(shards(tiny_build)).take(ids), 64), arena))
+    through_camera = labels_of(runtime.run_tflm(model, camera_input(load_shards(camera(tiny_build)).take(ids), 64), arena))
+    with (tiny_build / "metrics/int8_predictions.csv").open() as f:
+        assert [r["predicted"] for r in csv.DictReader(f)] == stored
+    q = json.loads((tiny_build / "metrics/quantize.json").read_text())
+    assert q["camera"]["confusion"] == report(truth, through_camera)["confusion"]
+    assert q["int8"]["confusion"] == report(truth, stored)["confusion"]
+
+
 def test_export_fails_over_its_tolerance_and_leaves_no_model(tiny_build, tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params(**{"export.tolerance": 1e-12}))
     result = run_script("export_onnx.py", "--classifier", tiny_build / "models/classifier.safetensors",
