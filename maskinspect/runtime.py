@@ -111,13 +111,13 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena: int) -> np.ndarray:
     return np.stack(out)
 
 
-def tflm_scores(path: str | Path, inputs: np.ndarray) -> np.ndarray:
-    """Dequantised outputs of an int8 model in TFLite Micro, the camera's interpreter, in the
-    smallest arena it runs in. Quality figures come from here rather than LiteRT: the two differ by
-    a least significant bit or two, which turns a near tie on the odd frame."""
+def tflm_scores(path: str | Path, inputs: np.ndarray, arena: int | None = None) -> np.ndarray:
+    """Dequantised outputs of an int8 model in TFLite Micro, the camera's interpreter (in the
+    smallest arena it runs in unless given one). Quality figures come from here rather than
+    LiteRT: the two differ by a least significant bit or two, which turns a near tie on the odd frame."""
     from . import tflite_graph
 
     model = read_model(path)
     out = tflite_graph.read(path).output()
-    raw = run_tflm(model, inputs, smallest_arena(model)).astype(np.float32)
+    raw = run_tflm(model, inputs, arena or smallest_arena(model)).astype(np.float32)
     return (raw - out.zero_point[0]) * out.scale[0]

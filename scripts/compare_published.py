@@ -32,9 +32,7 @@ def scores(path, graph, pixels, arena: int | None):
     import numpy as np
 
     if graph.input().dtype == "INT8":
-        raw = runtime.run_tflm(runtime.read_model(path), (pixels ^ 0x80).view(np.int8), arena).astype(np.float32)
-        out = graph.output()
-        return (raw - out.zero_point[0]) * out.scale[0]
+        return runtime.tflm_scores(path, (pixels ^ 0x80).view(np.int8), arena)
     return runtime.run_litert(path, pixels).scores
 
 
