@@ -1,8 +1,8 @@
 """Running an int8 model on the host: its input from the stored frames, and the two interpreters
 (LiteRT, the reference; TensorFlow Lite Micro, the camera's own interpreter, which scores the
-int8 model). What the camera
-itself feeds the model is maskinspect/camera.py. The quantize, tflm_check, firmware_check and
-compare_published stages and the emulated camera all use these.
+int8 model). What the camera itself feeds the model is maskinspect/camera.py. The quantize,
+tflm_check, firmware_check, compare_published and report stages and the emulated camera all
+use these.
 
 TFLM registers all of its builtin ops, not only OpenMV's subset; the gates check the op list
 against the firmware's. OpenMV's firmware links an older TFLM than PyPI's: what it prepares is

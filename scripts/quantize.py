@@ -27,7 +27,7 @@ from maskinspect.gates import check_gates
 from maskinspect.labels import read_labelled, shown
 from maskinspect.plots import confusion_matrix
 from maskinspect.camera import camera_input
-from maskinspect.runtime import host_input, tflm_scores
+from maskinspect.runtime import host_input, read_model, smallest_arena, tflm_scores
 from maskinspect.training import batched_forward, to_input
 
 
@@ -66,9 +66,10 @@ def main(args, params):
     model = models.build_classifier(model_cfg)
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     float_pred = labels_of(batched_forward(model, test_images, size, 256))
-    int8_pred = labels_of(tflm_scores(args.model, host_input(test_images, size)))
+    arena = smallest_arena(read_model(args.model))
+    int8_pred = labels_of(tflm_scores(args.model, host_input(test_images, size), arena))
     sensor = load_shards(args.camera).take(test_ids, "test frame")
-    camera_pred = labels_of(tflm_scores(args.model, camera_input(sensor, size)))
+    camera_pred = labels_of(tflm_scores(args.model, camera_input(sensor, size), arena))
     float_report, int8_report = report(test_labels, float_pred), report(test_labels, int8_pred)
     camera_report = report(test_labels, camera_pred)
 

@@ -58,16 +58,17 @@ def model_card(args, manifest: dict, summary: dict, firmware: dict, tflm: dict) 
     return rp.table(["", "this build"], [(f"<b>{rp.esc(k)}</b>", v) for k, v in rows])
 
 
-def test_predictions(args, params, ids):
-    """Each test frame's prediction three ways: float model, int8 model, int8 through the camera."""
+def test_predictions(args, params, ids, arena: int):
+    """Each test frame's prediction three ways: float model, int8 model, int8 through the camera
+    (both int8 in TFLite Micro, in the arena tflm_check found)."""
     size = params["model"]["input_size"]
     frames = load_shards(args.frames).take(ids, "test frame")
     sensor = load_shards(args.camera).take(ids, "test frame")
     model = models.build_classifier(params["model"])
     models.load_into(model, models.load_weights(args.classifier), str(args.classifier))
     views = {"float": rp.predictions(batched_forward(model, frames, size, 256), CLASSES),
-             "int8": rp.predictions(tflm_scores(args.bundle_model, host_input(frames, size)), CLASSES),
-             "camera path": rp.predictions(tflm_scores(args.bundle_model, camera_input(sensor, size)), CLASSES)}
+             "int8": rp.predictions(tflm_scores(args.bundle_model, host_input(frames, size), arena), CLASSES),
+             "camera path": rp.predictions(tflm_scores(args.bundle_model, camera_input(sensor, size), arena), CLASSES)}
     return frames, camera_pixels(sensor, size), views
 
 
@@ -145,7 +146,7 @@ def main(args, params):
     firmware, tflm = json.loads(args.firmware_metrics.read_text()), json.loads(args.tflm_metrics.read_text())
     ids, labels = read_labelled(args.test_labels)
     train_ids, train_labels = read_labelled(args.train_labels)
-    frames, camera, views = test_predictions(args, params, ids)
+    frames, camera, views = test_predictions(args, params, ids, tflm["arena_bytes"])
     headline = rp.table(list(summary), [[rp.esc(v) for v in summary.values()]])
     confusions = "".join(rp.confusion_table(labels, [p.label for p in v], CLASSES, f"{name} ({len(ids)} test frames)")
                          for name, v in views.items())
