@@ -58,8 +58,9 @@ EXPERIMENTS: dict[str, list[str]] = {
     "camera-80-stride2": [_BW1, "frames.size=80", "model.input_size=80", "model.stem_stride=2"],
     "camera-64-stride2": [_BW1, "model.stem_stride=2"],
     # a 48 px input at stride 1 (30.83 M instructions: benchmarks/inference_cost.py), with the
-    # recipe of fee9278, on split 1 (against the same 5 folds of bad-weight-2.5-split1; the run stops
-    # at compare_published, which will not feed 48 px frames to the 64 px published model)
+    # recipe of fee9278, on split 1 (against the same 5 folds of bad-weight-2.5-split1; at 298e75d the
+    # run stopped at compare_published, which then would not feed 48 px frames to the 64 px
+    # published model: it now compares the two through the camera path)
     "recipe-48-split1": ["frames.size=48", "model.input_size=48", "crossval.repeats=1"],
     # training through the camera's input path (the share of the samples resized as the firmware
     # does): 1.0 is now the recipe; it was chosen in two runs, one split of the CV and then the

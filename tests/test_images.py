@@ -107,3 +107,77 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
         assert "refuse" in str(comparison["models"]["published"]["arena_bytes"])
         assert isinstance(comparison["models"]["ours"]["arena_bytes"], int)
         assert "| published |" in (work / "metrics/published_comparison.md").read_text()
+
+
+def int8_keras_model(size: int, path):
+    """A small int8 classifier taking `size` px frames (pixel - 128, as the firmware feeds it)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((size, size, 3), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    converter = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, tf.keras.layers.Dense(3)(x)))
+    rng = np.random.default_rng(0)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.random((1, size, size, 3), dtype=np.float32)] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
+
+
+def compare(ours, cwd, check=True):
+    return run_script("compare_published.py", "--frames", "test.npy", "--camera", "testc.npy",
+                      "--test-labels", "test-labels.csv", "--ours", ours,
+                      "--published", ENDPOINTAI / "reference" / "lightly_resnet9.tflite",
+                      "--tflm-metrics", "tflm.json", "--metrics", "cmp.json", "--table", "cmp.md",
+                      cwd=cwd, check=check)
+
+
+@pytest.mark.skipif(not (ENDPOINTAI / "reference" / "lightly_resnet9.tflite").exists(), reason="needs ../shared")
+def test_compare_published_scores_a_48_px_model_beside_the_64_px_published_one(folders, tmp_path):
+    """A network of another input size (model.input_size with frames.size) is compared with the
+    64 px published model through the camera path, each fed the sensor window at its own size; the
+    published model's stored-frame figure is left out with the reason, not computed on 48 px frames."""
+    from maskinspect import runtime
+    from maskinspect.camera import camera_pixels
+    from maskinspect.evaluation import labels_of, report
+    from maskinspect.labels import read_labelled
+
+    write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
+    pack(folders / "train", folders / "test", tmp_path)
+    assert np.load(tmp_path / "test.npy").shape[1:] == (48, 48, 3)
+    ours = int8_keras_model(48, tmp_path / "ours.tflite")
+    (tmp_path / "tflm.json").write_text(json.dumps({"arena_bytes": runtime.smallest_arena(ours.read_bytes())}))
+    result = compare(ours, tmp_path)
+    m = json.loads((tmp_path / "cmp.json").read_text())["models"]
+    assert m["published"]["balanced_accuracy"] is None and m["published"]["recall"] is None
+    assert "48 px" in m["published"]["stored_note"] and "64 px" in m["published"]["stored_note"]
+    assert "stored_note" not in m["ours"] and 0 <= m["ours"]["balanced_accuracy"] <= 1
+    # the published model's camera figure is its own on the sensor window scaled to 64 px
+    ids, labels = read_labelled(tmp_path / "test-labels.csv")
+    sensor = np.load(tmp_path / "testc.npy")
+    expected = report(labels, labels_of(runtime.run_litert(
+        ENDPOINTAI / "reference" / "lightly_resnet9.tflite", camera_pixels(sensor, 64)).scores))
+    assert m["published"]["camera"]["balanced_accuracy"] == expected["balanced_accuracy"]
+    assert m["published"]["camera"]["confusion"] == expected["confusion"]
+    assert m["ours"]["input"] == "int8 [1, 48, 48, 3]" and m["published"]["input"] == "uint8 [1, 64, 64, 3]"
+    table = (tmp_path / "cmp.md").read_text()
+    assert "| published | uint8 [1, 64, 64, 3] | LiteRT | stored | — |" in table
+    assert "| published | uint8 [1, 64, 64, 3] | LiteRT | camera path | " in table and "48 px" in table
+    assert "not scored on the stored frames" in result.stderr
+
+
+@pytest.mark.skipif(not (ENDPOINTAI / "reference" / "lightly_resnet9.tflite").exists(), reason="needs ../shared")
+def test_compare_published_refuses_our_model_when_it_does_not_take_the_stored_frames(folders, tmp_path):
+    from maskinspect import runtime
+
+    write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
+    pack(folders / "train", folders / "test", tmp_path)
+    ours = int8_keras_model(32, tmp_path / "ours32.tflite")
+    (tmp_path / "tflm.json").write_text(json.dumps({"arena_bytes": runtime.smallest_arena(ours.read_bytes())}))
+    result = compare(ours, tmp_path, check=False)
+    assert result.returncode == 1
+    assert "ours32.tflite: takes 32 px frames; the test frames are 48 px" in result.stderr
+    assert not (tmp_path / "cmp.json").exists() and not (tmp_path / "cmp.md").exists()
