@@ -3,6 +3,7 @@ OpenMV's own TensorFlow Lite Micro (libtflm 73eb1aa, firmware 4.6.20-4.8.1) and 
 emulated Cortex-M7 (QEMU mps2-an500, -icount), as firmware_check does.
 
     scripts/venv.sh python benchmarks/inference_cost.py [--libraries ../shared/openmv-libtflm]
+    scripts/venv.sh python benchmarks/inference_cost.py --per-node [--model dist/openmv/model.tflite]
 
 For each candidate (model.* overrides of params.yaml) it builds the classifier with fixed random
 weights (instruction counts of CMSIS-NN's int8 kernels do not depend on the weights' values),
@@ -11,6 +12,10 @@ and prints a markdown table: MOps (2 x MACs), model bytes, arena, instructions o
 (total, and the share of CONV_2D and ADD), and milliseconds at 480 MHz for 1.0-1.5 cycles per
 instruction and calibrated on the 2020 model (150 ms on the board). Accuracy is not measured
 here: that is the repeated cross-validation's job (benchmarks/real_data_experiments.py).
+
+--per-node: where one inference's instructions go, node by node (op, input and output shapes,
+millions of instructions, share), for the candidates or for a given .tflite (e.g. the bundle's):
+the map to read before proposing a cheaper network.
 """
 from __future__ import annotations
 
@@ -56,7 +61,31 @@ def int8_model(cfg: dict, work: Path) -> bytes:
     return convert(onnx, calibration, threads=2)
 
 
-def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ticks: int | None) -> dict:
+def print_nodes(name: str, model: bytes, run) -> None:
+    """A markdown table of the run's nodes, in execution order, with the graph's shapes."""
+    from maskinspect.firmware import INSTRUCTIONS_PER_TICK
+    from maskinspect.tflite_graph import read
+
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "m.tflite").write_bytes(model)
+        graph = read(Path(work) / "m.tflite")
+    if [op.name for op in graph.ops] != [op for op, _ in run.ops]:
+        raise SystemExit(f"inference_cost: {name}: the profile's ops do not match the graph's nodes")
+    total = sum(t for _, t in run.ops) or 1
+
+    def shape(index: int) -> str:  # without the batch dimension
+        return "x".join(map(str, graph.tensors[index].shape[1:]))
+
+    print(f"\n{name}: {run.instructions() / 1e6:.2f} M instructions, node by node (libtflm {LIBTFLM})\n")
+    print("| # | op | input | output | M instructions | share |")
+    print("|---:|---|---|---|---:|---:|")
+    for i, (node, (op, ticks)) in enumerate(zip(graph.ops, run.ops)):
+        print(f"| {i} | {op} | {shape(node.inputs[0])} | {shape(node.outputs[0])} | "
+              f"{ticks * INSTRUCTIONS_PER_TICK / 1e6:.2f} | {ticks / total:.1%} |")
+
+
+def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ticks: int | None,
+            per_node: bool = False) -> dict:
     import numpy as np
 
     from maskinspect import firmware, tflite_graph
@@ -71,6 +100,8 @@ def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ti
     run = firmware.check(builder, lib, model, inputs)
     if not run.ok:
         raise SystemExit(f"inference_cost: {name}: libtflm {LIBTFLM} refuses it: {run.reason()}")
+    if per_node:
+        print_nodes(name, model, run)
     ops: dict[str, int] = defaultdict(int)
     for op, ticks in run.ops:
         ops[op] += ticks
@@ -87,11 +118,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--libraries", type=Path, default=ROOT.parent / "shared" / "openmv-libtflm")
     p.add_argument("--only", nargs="*", help="candidate names (default: all)")
+    p.add_argument("--per-node", action="store_true", help="also print each node's instructions")
+    p.add_argument("--model", type=Path, help="with --per-node: this int8 .tflite instead of the candidates")
     args = p.parse_args()
 
     import numpy as np
 
-    from maskinspect import firmware, params, runtime
+    from maskinspect import firmware, params, runtime, tflite_graph
     from maskinspect.gates import openmv_ops
 
     base = params.load(ROOT / "params.yaml")["model"]
@@ -103,7 +136,16 @@ def main() -> int:
             timing = firmware.check(builder, lib, firmware.int8_for_timing(runtime.read_model(CALIBRATION)),
                                     np.zeros((1, 64, 64, 3), np.int8), per_op=False)
             calibration_ticks = timing.ticks[0] if timing.ok else None
-        rows = [measure(n, o, base, builder, lib, calibration_ticks) for n, o in CANDIDATES.items()
+        if args.model:
+            model = args.model.read_bytes()
+            size = tflite_graph.read(args.model).input().shape[1]
+            inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
+            run = firmware.check(builder, lib, model, inputs)
+            if not run.ok:
+                raise SystemExit(f"inference_cost: {args.model}: libtflm {LIBTFLM} refuses it: {run.reason()}")
+            print_nodes(str(args.model), model, run)
+            return 0
+        rows = [measure(n, o, base, builder, lib, calibration_ticks, args.per_node) for n, o in CANDIDATES.items()
                 if not args.only or n in args.only]
     print(f"| candidate | MOps | model bytes | arena bytes | M instructions | CONV_2D | ADD | ms at 480 MHz (CPI 1.0-1.5) | ms calibrated |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
