@@ -62,6 +62,11 @@ EXPERIMENTS: dict[str, list[str]] = {
     # run stopped at compare_published, which then would not feed 48 px frames to the 64 px
     # published model: it now compares the two through the camera path)
     "recipe-48-split1": ["frames.size=48", "model.input_size=48", "crossval.repeats=1"],
+    # the 80 px stride-2 network (26.2 M instructions trained) from a backbone distilled from the
+    # published one at its own scale, without labels: make it first with
+    # `benchmarks/distill_backbone.py --out ../distilled-80.safetensors` (7-8 minutes); split 1
+    "distill-80-stride2-split1": ["frames.size=80", "model.input_size=80", "model.stem_stride=2",
+                                  "crossval.repeats=1", f"pretrain.init={ROOT.parent / 'distilled-80.safetensors'}"],
     # training through the camera's input path (the share of the samples resized as the firmware
     # does): 1.0 is now the recipe; it was chosen in two runs, one split of the CV and then the
     # other two (seeds 6 and 7), joined by benchmarks/combine_crossval.py
