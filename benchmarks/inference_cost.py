@@ -37,6 +37,7 @@ CANDIDATES: dict[str, dict] = {
     "96 px, stride-2 stem": {"input_size": 96, "stem_stride": 2},
     "48 px": {"input_size": 48},
     "56 px": {"input_size": 56},
+    "64 px, block 1 at stride 2": {"block1_stride": 2},
 }
 LIBTFLM = "73eb1aa"
 CALIBRATION = ROOT.parent / "shared" / "data" / "endpointai" / "reference" / "lightly_resnet9.tflite"

@@ -2,7 +2,8 @@
 
     features:   BatchNorm2d(3)        # normalisation of raw [0,1] RGB, folded into the model
                 conv1 3x3 (stride 1, or 2 for a larger input at equal MOps), bn1
-                layer1..layer4        # Lightly's BasicBlocks, 8/16/32/64 channels
+                layer1..layer4        # Lightly's BasicBlocks, 8/16/32/64 channels; the first
+                                      # downsampling in layer2 (or layer1: block1_stride 2)
                 Conv2d(64, 16, 1)     # 16 features
                 AdaptiveAvgPool2d(1), Flatten
     classifier: Linear(16, 3)         # bad, good, no_mask
@@ -25,13 +26,23 @@ from . import CLASSES
 from .errors import PipelineError
 
 
-def backbone(width: float = 0.125, features: int = 16, stem_stride: int = 1) -> nn.Sequential:
+def backbone(width: float = 0.125, features: int = 16, stem_stride: int = 1, block1_stride: int = 1) -> nn.Sequential:
     from lightly.models import ResNetGenerator
 
     resnet = ResNetGenerator("resnet-9", width=width)
     conv1, bn1, *layers, linear = list(resnet.children())
     if stem_stride != 1:
         conv1.stride = (stem_stride, stem_stride)
+    if block1_stride == 2:
+        # The first downsampling moved from block 2 into block 1: block 1's convolutions run at half
+        # the resolution (half the network's instructions were spent there at full resolution),
+        # while the stem and blocks 2-4 see the scales they were pretrained at. Block 1's identity
+        # shortcut becomes a 2x2 average pool: no new weights, so the published checkpoints load.
+        block1, block2 = layers[0][0], layers[1][0]
+        block1.conv1.stride = (2, 2)
+        block1.shortcut = nn.Sequential(nn.AvgPool2d(2))
+        block2.conv1.stride = (1, 1)
+        block2.shortcut[0].stride = (1, 1)
     return nn.Sequential(
         nn.BatchNorm2d(3), conv1, bn1, *layers,
         nn.Conv2d(linear.in_features, features, kernel_size=1),
@@ -50,7 +61,7 @@ class Classifier(nn.Module):
 
 
 def build_backbone(model_cfg: dict) -> nn.Sequential:
-    return backbone(model_cfg["width"], model_cfg["features"], model_cfg["stem_stride"])
+    return backbone(model_cfg["width"], model_cfg["features"], model_cfg["stem_stride"], model_cfg["block1_stride"])
 
 
 def build_classifier(model_cfg: dict) -> Classifier:

@@ -10,7 +10,7 @@ from conftest import ENDPOINTAI
 from maskinspect import models
 from maskinspect.errors import PipelineError
 
-MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1}
+MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
 needs_shared = pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
 
 
@@ -29,6 +29,31 @@ def test_strided_stem_takes_twice_the_input_at_the_same_work():
         out = model(torch.zeros(1, 3, 128, 128))
     assert out.shape == (1, 3)
     assert abs(counter.get_total_flops() - 33_357_920) / 33_357_920 < 0.01
+
+
+def test_block1_stride_moves_the_first_downsampling_into_block1_with_the_same_weights():
+    """block1_stride 2: the same tensors (the published checkpoints load), block 1 at half
+    resolution, blocks 2-4 at the resolutions they had; block 1's first conv is the stride-1
+    conv's output at every other pixel (same padding), its shortcut a 2x2 average pool."""
+    published, early = models.build_backbone(MODEL_CFG).eval(), models.build_backbone({**MODEL_CFG, "block1_stride": 2})
+    assert {k: v.shape for k, v in early.state_dict().items()} == {k: v.shape for k, v in published.state_dict().items()}
+    early.load_state_dict(published.state_dict())
+    early.eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    sizes = {}
+    with torch.no_grad():
+        h = early[:3](x)
+        block1 = early[3][0]
+        assert torch.allclose(block1.conv1(h), published[3][0].conv1(h)[:, :, ::2, ::2])
+        assert torch.allclose(block1.shortcut(h), torch.nn.functional.avg_pool2d(h, 2))
+        for i in (3, 4, 5, 6):
+            h = early[i](h)
+            sizes[i] = tuple(h.shape[1:])
+        assert early(x).shape == (2, 16)
+    assert sizes == {3: (8, 32, 32), 4: (16, 32, 32), 5: (32, 16, 16), 6: (64, 8, 8)}
+    with FlopCounterMode(display=False) as counter:
+        models.build_classifier({**MODEL_CFG, "block1_stride": 2}).eval()(torch.zeros(1, 3, 64, 64))
+    assert counter.get_total_flops() < 0.8 * 33_357_920  # block 1's two convs at a quarter of their work
 
 
 @needs_shared

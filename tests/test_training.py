@@ -11,7 +11,7 @@ from maskinspect.evaluation import labels_of, report
 from maskinspect.finetune import class_weights, finetune
 from maskinspect.training import batched_forward, seed_everything
 
-MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1}
+MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
 
 
 def sha(path):
