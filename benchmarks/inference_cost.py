@@ -62,6 +62,16 @@ def int8_model(cfg: dict, work: Path) -> bytes:
     return convert(onnx, calibration, threads=2)
 
 
+def on_camera(name: str, builder, lib, model: bytes, inputs):
+    """One run on the emulated Cortex-M7 with the library; its refusal ends the benchmark, with its reason."""
+    from maskinspect import firmware
+
+    run = firmware.check(builder, lib, model, inputs)
+    if not run.ok:
+        raise SystemExit(f"inference_cost: {name}: libtflm {LIBTFLM} refuses it: {run.reason()}")
+    return run
+
+
 def print_nodes(name: str, model: bytes, run) -> None:
     """A markdown table of the run's nodes, in execution order, with the graph's shapes."""
     from maskinspect.firmware import INSTRUCTIONS_PER_TICK
@@ -89,7 +99,7 @@ def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ti
             per_node: bool = False) -> dict:
     import numpy as np
 
-    from maskinspect import firmware, tflite_graph
+    from maskinspect import tflite_graph
 
     cfg = {**base, **overrides}
     with tempfile.TemporaryDirectory() as work:
@@ -98,9 +108,7 @@ def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ti
         work_done = tflite_graph.work(tflite_graph.read(Path(work) / "model.tflite"))
     size = cfg["input_size"]
     inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
-    run = firmware.check(builder, lib, model, inputs)
-    if not run.ok:
-        raise SystemExit(f"inference_cost: {name}: libtflm {LIBTFLM} refuses it: {run.reason()}")
+    run = on_camera(name, builder, lib, model, inputs)
     if per_node:
         print_nodes(name, model, run)
     ops: dict[str, int] = defaultdict(int)
@@ -141,9 +149,7 @@ def main() -> int:
             model = args.model.read_bytes()
             size = tflite_graph.read(args.model).input().shape[1]
             inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
-            run = firmware.check(builder, lib, model, inputs)
-            if not run.ok:
-                raise SystemExit(f"inference_cost: {args.model}: libtflm {LIBTFLM} refuses it: {run.reason()}")
+            run = on_camera(str(args.model), builder, lib, model, inputs)
             print_nodes(str(args.model), model, run)
             return 0
         rows = [measure(n, o, base, builder, lib, calibration_ticks, args.per_node) for n, o in CANDIDATES.items()

@@ -7,9 +7,9 @@ the published model, pixel - 128 to our int8 model. Through the camera's input p
 gets the sensor window scaled to its own input size, so a network of another size (say
 `model.input_size: 80` with a stride-2 stem) is compared there with the 64 px published one; its
 stored frames are not the published model's size, so that model's stored-frame figure is left
-out (null, with the reason) rather than computed on frames scaled twice. Ours runs in TFLite Micro (the camera's
-interpreter); the published model in LiteRT, because current TFLite Micro refuses it
-(a uint8 model with float parts, "hybrid"), which is recorded.
+out (null, with the reason) rather than computed on frames scaled twice. Ours runs in TFLite
+Micro (the camera's interpreter); the published model in LiteRT, because current TFLite Micro
+refuses it (a uint8 model with float parts, "hybrid"), which is recorded.
 
 In:  --frames shards, --camera (the labelled frames at the sensor's size), --test-labels, --ours
      int8 .tflite, --published .tflite, --tflm-metrics JSON
@@ -28,6 +28,9 @@ from maskinspect.evaluation import labels_of, report
 from maskinspect.errors import PipelineError
 from maskinspect.frames import load_shards
 from maskinspect.labels import read_labelled, shown
+
+
+FIGURES = ("accuracy", "balanced_accuracy", "recall", "confusion")
 
 
 def scores(path, graph, pixels, arena: int | None):
@@ -62,18 +65,19 @@ def main(args, params):
                 arena_note = runtime.smallest_arena(runtime.read_model(path))
             except Exception as exc:  # noqa: BLE001 - TFLM's refusal is the finding
                 arena_note = f"TFLite Micro refuses it ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
-        stored = report(labels, labels_of(scores(path, graph, frames, arena))) if stored_fits else None
+        if stored_fits:
+            stored = report(labels, labels_of(scores(path, graph, frames, arena)))
+            figures = {k: stored[k] for k in FIGURES}
+        else:
+            figures = {**dict.fromkeys(FIGURES), "stored_note": f"not scored on the stored frames: they are "
+                       f"{frames.shape[1]} px, this model takes {size} px (its camera path is scored at {size} px)"}
         camera = report(labels, labels_of(scores(path, graph, camera_pixels(sensor, size), arena)))
-        figures = ({k: stored[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")} if stored_fits
-                   else {"accuracy": None, "balanced_accuracy": None, "recall": None, "confusion": None,
-                         "stored_note": f"not scored on the stored frames: they are {frames.shape[1]} px, "
-                                        f"this model takes {size} px (its camera path is scored at {size} px)"})
         result["models"][name] = {
             "file": str(path), "input": f"{graph.input().dtype.lower()} {list(graph.input().shape)}",
             "runtime": "TFLite Micro" if int8 else "LiteRT", "model_bytes": graph.size,
             "mops": tflite_graph.work(graph)["mops"], "arena_bytes": arena_note,
             **figures,
-            "camera": {k: camera[k] for k in ("accuracy", "balanced_accuracy", "recall", "confusion")},
+            "camera": {k: camera[k] for k in FIGURES},
         }
     write_json(args.metrics, result)
     write_text(args.table, table(result, len(ids), shown(args.test_labels)))
