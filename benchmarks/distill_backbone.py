@@ -3,7 +3,7 @@ published SimCLR backbone (64 px, stride-1 stem) into a network with a stride-2 
 cheaper inference), to test whether the stride-2 candidates lost for want of features at their
 scale rather than for the architecture.
 
-    scripts/venv.sh python benchmarks/distill_backbone.py --out /work/distilled-80.safetensors \
+    scripts/venv.sh python benchmarks/distill_backbone.py --out ../distilled-80.safetensors \
         [--input-size 80] [--steps 1500]
 
 The student starts from the published weights (same shapes; only the stem's stride differs) and

@@ -72,6 +72,35 @@ def run_script(script: str, *args, cwd: Path, check: bool = True, env: dict | No
     return result
 
 
+def keras_int8(path: Path, dense_per_channel: bool, size: int = 64) -> Path:
+    """A small int8 classifier taking `size` px frames (pixel - 128, as the firmware feeds it), its
+    dense head quantised per channel (what OpenMV's 2024 libraries refuse) or per tensor."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((size, size, 3), batch_size=1)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(3)(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    rng = np.random.default_rng(0)
+
+    def data():
+        for _ in range(8):
+            yield [rng.random((1, size, size, 3)).astype(np.float32)]
+        yield [np.zeros((1, size, size, 3), np.float32)]
+        yield [np.ones((1, size, size, 3), np.float32)]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = data
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = not dense_per_channel
+    path.write_bytes(converter.convert())
+    return path
+
+
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:

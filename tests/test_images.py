@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ENDPOINTAI, copy_repo, init_git, run_script, tiny_params, venv_env, write_params
+from conftest import ENDPOINTAI, copy_repo, init_git, keras_int8, run_script, tiny_params, venv_env, write_params
 
 
 @pytest.fixture(scope="module")
@@ -109,24 +109,6 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
         assert "| published |" in (work / "metrics/published_comparison.md").read_text()
 
 
-def int8_keras_model(size: int, path):
-    """A small int8 classifier taking `size` px frames (pixel - 128, as the firmware feeds it)."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((size, size, 3), batch_size=1)
-    x = tf.keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    converter = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, tf.keras.layers.Dense(3)(x)))
-    rng = np.random.default_rng(0)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.random((1, size, size, 3), dtype=np.float32)] for _ in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
-    return path
-
-
 def compare(ours, cwd, check=True):
     return run_script("compare_published.py", "--frames", "test.npy", "--camera", "testc.npy",
                       "--test-labels", "test-labels.csv", "--ours", ours,
@@ -148,7 +130,7 @@ def test_compare_published_scores_a_48_px_model_beside_the_64_px_published_one(f
     write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
     pack(folders / "train", folders / "test", tmp_path)
     assert np.load(tmp_path / "test.npy").shape[1:] == (48, 48, 3)
-    ours = int8_keras_model(48, tmp_path / "ours.tflite")
+    ours = keras_int8(tmp_path / "ours.tflite", dense_per_channel=False, size=48)
     (tmp_path / "tflm.json").write_text(json.dumps({"arena_bytes": runtime.smallest_arena(ours.read_bytes())}))
     result = compare(ours, tmp_path)
     m = json.loads((tmp_path / "cmp.json").read_text())["models"]
@@ -175,7 +157,7 @@ def test_compare_published_refuses_our_model_when_it_does_not_take_the_stored_fr
 
     write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
     pack(folders / "train", folders / "test", tmp_path)
-    ours = int8_keras_model(32, tmp_path / "ours32.tflite")
+    ours = keras_int8(tmp_path / "ours32.tflite", dense_per_channel=False, size=32)
     (tmp_path / "tflm.json").write_text(json.dumps({"arena_bytes": runtime.smallest_arena(ours.read_bytes())}))
     result = compare(ours, tmp_path, check=False)
     assert result.returncode == 1
