@@ -62,10 +62,14 @@ def int8_model(cfg: dict, work: Path) -> bytes:
     return convert(onnx, calibration, threads=2)
 
 
-def on_camera(name: str, builder, lib, model: bytes, inputs):
-    """One run on the emulated Cortex-M7 with the library; its refusal ends the benchmark, with its reason."""
+def on_camera(name: str, builder, lib, model: bytes, size: int):
+    """One run on the emulated Cortex-M7 with the library, on a fixed random frame of `size` px;
+    its refusal ends the benchmark, with its reason."""
+    import numpy as np
+
     from maskinspect import firmware
 
+    inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
     run = firmware.check(builder, lib, model, inputs)
     if not run.ok:
         raise SystemExit(f"inference_cost: {name}: libtflm {LIBTFLM} refuses it: {run.reason()}")
@@ -97,8 +101,6 @@ def print_nodes(name: str, model: bytes, run) -> None:
 
 def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ticks: int | None,
             per_node: bool = False) -> dict:
-    import numpy as np
-
     from maskinspect import tflite_graph
 
     cfg = {**base, **overrides}
@@ -106,9 +108,7 @@ def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ti
         model = int8_model(cfg, Path(work))
         (Path(work) / "model.tflite").write_bytes(model)
         work_done = tflite_graph.work(tflite_graph.read(Path(work) / "model.tflite"))
-    size = cfg["input_size"]
-    inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
-    run = on_camera(name, builder, lib, model, inputs)
+    run = on_camera(name, builder, lib, model, cfg["input_size"])
     if per_node:
         print_nodes(name, model, run)
     ops: dict[str, int] = defaultdict(int)
@@ -147,9 +147,7 @@ def main() -> int:
             calibration_ticks = timing.ticks[0] if timing.ok else None
         if args.model:
             model = args.model.read_bytes()
-            size = tflite_graph.read(args.model).input().shape[1]
-            inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
-            run = on_camera(str(args.model), builder, lib, model, inputs)
+            run = on_camera(str(args.model), builder, lib, model, tflite_graph.read(args.model).input().shape[1])
             print_nodes(str(args.model), model, run)
             return 0
         rows = [measure(n, o, base, builder, lib, calibration_ticks, args.per_node) for n, o in CANDIDATES.items()

@@ -62,14 +62,14 @@ EXPERIMENTS: dict[str, list[str]] = {
     # run stopped at compare_published, which then would not feed 48 px frames to the 64 px
     # published model: it now compares the two through the camera path)
     "recipe-48-split1": ["frames.size=48", "model.input_size=48", "crossval.repeats=1"],
-    # the 80 px stride-2 network (26.2 M instructions trained) from a backbone distilled from the
-    # published one at its own scale, without labels: make it first with
-    # `benchmarks/distill_backbone.py --out ../distilled-80.safetensors` (about 10 minutes); split 1;
-    # at 43642fc it lost: camera path 0.833 ± 0.053 against 0.967 ± 0.022
     # the first downsampling in block 1 instead of block 2 (42.58 M instructions trained against
     # 56.58 M: the stem and blocks 2-4 keep their pretrained scales), today's recipe, split 1; at
     # c8915a4 it lost: camera path 0.934 ± 0.040 against 0.967 ± 0.022 (README, "Cheaper inference")
     "block1-stride2-split1": ["model.block1_stride=2", "crossval.repeats=1"],
+    # the 80 px stride-2 network (26.2 M instructions trained) from a backbone distilled from the
+    # published one at its own scale, without labels: make it first with
+    # `benchmarks/distill_backbone.py --out ../distilled-80.safetensors` (about 10 minutes); split 1;
+    # at 43642fc it lost: camera path 0.833 ± 0.053 against 0.967 ± 0.022
     "distill-80-stride2-split1": ["frames.size=80", "model.input_size=80", "model.stem_stride=2",
                                   "crossval.repeats=1", f"pretrain.init={ROOT.parent / 'distilled-80.safetensors'}"],
     # training through the camera's input path (the share of the samples resized as the firmware

@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import ENDPOINTAI
+from conftest import ENDPOINTAI, MODEL_CFG
 from maskinspect import models
 from maskinspect.errors import PipelineError
 
-MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
 needs_shared = pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
 
 

@@ -4,14 +4,12 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import ENDPOINTAI, run_script, tiny_params, write_params
+from conftest import ENDPOINTAI, MODEL_CFG, run_script, tiny_params, write_params
 from maskinspect import CLASSES, models
 from maskinspect.errors import PipelineError
 from maskinspect.evaluation import labels_of, report
 from maskinspect.finetune import class_weights, finetune
 from maskinspect.training import batched_forward, seed_everything
-
-MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
 
 
 def sha(path):
