@@ -18,6 +18,9 @@ FROM ${BASE_IMAGE}
 # may differ from the locked build's in the last bits).
 ARG TORCH=locked
 ARG USER_ID=1000
+# Where a proxy's certificate authority must be trusted while installing (scripts/build_image.sh
+# passes the host's store, mounted read-only); empty: the image's own certificates.
+ARG CERT_FILE=""
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -47,17 +50,24 @@ ENV VIRTUAL_ENV=/opt/venv \
     TF_DETERMINISTIC_OPS=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
-COPY envs/requirements.lock envs/lock_without_cuda.py /opt/
+# The same path as scripts/venv.sh: uv (pinned by hash in envs/bootstrap.txt) syncs the lock,
+# hashes required; the CPU variant's torch comes from download.pytorch.org with pip.
+COPY envs/requirements.lock envs/bootstrap.txt envs/lock_without_cuda.py /opt/
 RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes --target /opt/uv -r /opt/bootstrap.txt \
+ && if [ -n "$CERT_FILE" ]; then export SSL_CERT_FILE="$CERT_FILE"; fi \
  && if [ "$TORCH" = "cpu" ]; then \
       python3 /opt/lock_without_cuda.py /opt/requirements.lock > /opt/requirements.nocuda \
-      && pip install --no-deps --require-hashes -r /opt/requirements.nocuda \
+      && UV_NATIVE_TLS=1 /opt/uv/bin/uv pip sync --no-cache --python /opt/venv/bin/python --require-hashes \
+           /opt/requirements.nocuda \
       && pip install --no-deps --index-url https://download.pytorch.org/whl/cpu \
            "torch==$(sed -n 's/^torch==\([^ ]*\).*/\1/p' /opt/requirements.lock)+cpu" \
            "torchvision==$(sed -n 's/^torchvision==\([^ ]*\).*/\1/p' /opt/requirements.lock)+cpu"; \
     else \
-      pip install --require-hashes -r /opt/requirements.lock; \
-    fi
+      UV_NATIVE_TLS=1 /opt/uv/bin/uv pip sync --no-cache --python /opt/venv/bin/python --require-hashes \
+        /opt/requirements.lock; \
+    fi \
+ && rm -rf /opt/uv
 
 # The project's package, linked to /project: the repository mounted there is what runs.
 COPY pyproject.toml /project/pyproject.toml

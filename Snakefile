@@ -7,9 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from maskinspect import params as params_mod
-from maskinspect.errors import PipelineError
+from maskinspect.data import handoff
+from maskinspect.errors import EXIT_LABELS_NEEDED, PipelineError
 from maskinspect.workflow import agreement, dvcfile, frontend, locks, settings, stages
+from maskinspect.workflow import params as params_mod
 
 
 def fail(message):
@@ -29,7 +30,7 @@ ROOT = Path(workflow.basedir)
 try:
     PARAMS = params_mod.load_raw(ROOT / "params.yaml", "params.yaml")  # validated, as written: DVC tracks these keys
     GRAPH = stages.graph(PARAMS, ROOT)
-    GPUS = frontend.gpus()
+    GPU_REQUEST = frontend.gpu_request()
 except PipelineError as exc:
     fail(exc)
 
@@ -85,12 +86,65 @@ onsuccess:
                 agreement.restore_times(ROOT, GRAPH)
             for name in _stale:
                 say(f"{name}: an input changed while the build ran; not recorded in dvc.lock (run the build again)")
+        if LABELS_NEEDED:  # not a failure: the build stops for a person, says what is needed, and how
+            print(LABELS_NEEDED["screen"], file=sys.stderr)
+            sys.exit(EXIT_LABELS_NEEDED)
+
+
+# Frames of real videos may lack labels. The selection is then a checkpoint: once it is made, the
+# build either goes on (every chosen frame has a label) or hands the frames off to a person and
+# stops there, with a short screen and exit 3, instead of failing in the annotate stage.
+ASKS_FOR_LABELS = GRAPH.layout.from_videos and not GRAPH.layout.demo
+LABELS_NEEDED = {}
+# Rewritten (new content: Snakemake compares the checksums of small inputs, not only their times)
+# while labels are missing, so the hand-off is made afresh by each build, which then ends with the screen.
+WAITING = ".snakemake/labels-needed"
+
+
+def _waiting() -> None:
+    import time
+
+    (ROOT / WAITING).parent.mkdir(exist_ok=True)
+    (ROOT / WAITING).write_text(f"{time.time_ns()}\n")
+BEFORE_LABELS = ("render_demo", "extract_frames", "pack_images", "pretrain", "embed", "select_frames")
+
+
+def _missing_labels():
+    """(frames of the selection there is that lack labels, the test sample, how many were chosen);
+    None when there is no selection yet or the labels file is in a bad state (the annotate stage
+    then says what is wrong)."""
+    try:
+        return handoff.missing_labels(ROOT, GRAPH.layout.labels, stages.SELECTED, stages.TEST_SAMPLE)
+    except (PipelineError, OSError):
+        return None
+
+
+if ASKS_FOR_LABELS and BUILDING and (_missing_labels() or ([],))[0]:
+    _waiting()  # before Snakemake looks at any file time
+
+
+def _targets(wildcards):
+    """The default target: everything, or, while labels are missing, the hand-off (and the screen
+    at the end: set here, so that a build of other targets is not told about labels)."""
+    if not ASKS_FOR_LABELS:
+        return GRAPH.final_targets()
+    checkpoints.select_frames.get()
+    found = _missing_labels()
+    LABELS_NEEDED.clear()
+    if not found or not found[0]:
+        return GRAPH.final_targets()
+    missing, test, total = found
+    LABELS_NEEDED["screen"] = handoff.screen(missing, test, total, PARAMS["data"]["labels"])
+    if not (ROOT / WAITING).exists():
+        _waiting()
+    return [*(r.expand(p, item) for _n, r, item in GRAPH.instances() if r.stage.name in BEFORE_LABELS
+              for p in r.outs()), f"{handoff.FOLDER}/queue.json"]
 
 
 rule all:
     default_target: True
     input:
-        GRAPH.final_targets(),
+        _targets,
 
 
 def _rule_for(r):
@@ -111,10 +165,8 @@ def _rule_for(r):
     outputs = {role: r.role_paths(value) for role, value in st.outputs.items()}
     plots = set(st.plots)
     resources = stages.requests(st.name)
-    if "gpu" in resources:
-        resources["gpu"] = GPUS
-        if not GPUS:
-            del resources["gpu"]
+    if resources.pop("gpu", None):
+        resources.update(GPU_REQUEST)
 
     rule:
         name: st.name
@@ -135,11 +187,59 @@ def _rule_for(r):
         container: IMAGE
         conda: CONDA_ENV
         threads: PARAMS["runtime"]["threads"] if st.threads else 1
+        priority: 0 if st.later else 10
         resources:
             **resources,
         shell:
             command
 
 
+def _checkpoint_for(r):
+    """select_frames as a checkpoint (see ASKS_FOR_LABELS): one job, no wildcards, no GPU."""
+    st = r.stage
+    checkpoint:
+        name: st.name
+        input:
+            code=GRAPH.code(r),
+            settings=settings.path(st.name),
+            **r.snakemake_inputs(GRAPH.produced),
+        output:
+            **{role: r.role_paths(value) for role, value in st.outputs.items()},
+        log:
+            st.log(),
+        benchmark:
+            st.benchmark()
+        container: IMAGE
+        conda: CONDA_ENV
+        resources:
+            **stages.requests(st.name),
+        shell:
+            r.command()
+
+
+def _hand_off_rule(r):
+    """The frames that lack labels, handed off to a person: the annotate stage's command with
+    --hand-off-only (it writes data/labels/to_label/ and stops there, exit 0)."""
+    rule:
+        name: "hand_off"
+        input:
+            code=GRAPH.code(r),
+            waiting=WAITING,
+            **r.snakemake_inputs(GRAPH.produced),
+        output:
+            f"{handoff.FOLDER}/queue.json",
+        log:
+            "logs/annotate/hand_off.log",
+        container: IMAGE
+        conda: CONDA_ENV
+        shell:
+            r.command().replace(" --log ", " --hand-off-only --log ").replace(r.stage.log(), "logs/annotate/hand_off.log")
+
+
 for _stage in GRAPH.stages:
-    _rule_for(_stage)
+    if _stage.stage.name == "select_frames" and ASKS_FOR_LABELS:
+        _checkpoint_for(_stage)
+    else:
+        _rule_for(_stage)
+    if _stage.stage.name == "annotate" and ASKS_FOR_LABELS:
+        _hand_off_rule(_stage)

@@ -35,22 +35,47 @@ def images(folder: Path):
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128), Image.BICUBIC)) for p in paths])
 
 
+def random_crops(data, n: int, gen):
+    """n random square crops (0.5-1 of the side) of the 128 px images, flipped and brightened at
+    random, at 96 px: the views both networks see."""
+    import torch
+    import torch.nn.functional as F
+
+    crops = []
+    for i in torch.randint(len(data), (n,), generator=gen).tolist():
+        side = int(128 * (0.5 + 0.5 * torch.rand(1, generator=gen).item()))
+        y, x = (torch.randint(128 - side + 1, (2,), generator=gen)).tolist()
+        c = data[i, :, y:y + side, x:x + side]
+        if torch.rand(1, generator=gen) < 0.5:
+            c = c.flip(2)
+        if torch.rand(1, generator=gen) < 0.5:
+            c = c.flip(1)
+        c = (c * (0.6 + 0.8 * torch.rand(3, 1, 1, generator=gen))).clamp(0, 1)
+        crops.append(F.interpolate(c[None], size=(96, 96), mode="bilinear", antialias=True, align_corners=False)[0])
+    return torch.stack(crops)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--train", type=Path, default=ROOT.parent / "shared" / "data" / "endpointai" / "train")
-    p.add_argument("--teacher", type=Path,
-                   default=ROOT.parent / "shared" / "data" / "endpointai" / "reference" / "pretrained.ckpt")
+    p.add_argument("--train", type=Path, help="labelled class folders (default: the published training frames, "
+                                                 "pins/published-frames-train.yaml)")
+    p.add_argument("--teacher", type=Path, help="the teacher's weights (default: the published checkpoint, "
+                                                   "pins/published-checkpoint.yaml)")
     p.add_argument("--input-size", type=int, default=80)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
     args = p.parse_args()
+    from maskinspect.workflow import pinned
+
+    args.train = args.train or pinned.local(ROOT / pinned.pin_path("published-frames-train"))
+    args.teacher = args.teacher or pinned.local(ROOT / pinned.pin_path("published-checkpoint"))
 
     import torch
     import torch.nn.functional as F
 
-    from maskinspect import models
+    from maskinspect.model import models
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -73,19 +98,7 @@ def main() -> int:
     gen = torch.Generator().manual_seed(1)
     start = time.time()
     for step in range(args.steps):
-        idx = torch.randint(len(data), (args.batch,), generator=gen)
-        crops = []
-        for i in idx.tolist():  # a random square crop (scale 0.5-1 of the side), flips, brightness
-            side = int(128 * (0.5 + 0.5 * torch.rand(1, generator=gen).item()))
-            y, x = (torch.randint(128 - side + 1, (2,), generator=gen)).tolist()
-            c = data[i, :, y:y + side, x:x + side]
-            if torch.rand(1, generator=gen) < 0.5:
-                c = c.flip(2)
-            if torch.rand(1, generator=gen) < 0.5:
-                c = c.flip(1)
-            c = (c * (0.6 + 0.8 * torch.rand(3, 1, 1, generator=gen))).clamp(0, 1)
-            crops.append(F.interpolate(c[None], size=(96, 96), mode="bilinear", antialias=True, align_corners=False)[0])
-        batch = torch.stack(crops)
+        batch = random_crops(data, args.batch, gen)
         t_in = F.interpolate(batch, size=64, mode="bilinear", antialias=True, align_corners=False)
         s_in = F.interpolate(batch, size=args.input_size, mode="bilinear", antialias=True, align_corners=False)
         with torch.no_grad():

@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from maskinspect.video import SCALE_FLAGS, ffmpeg_exe  # noqa: E402
+from maskinspect.data.video import SCALE_FLAGS, ffmpeg_exe  # noqa: E402
 
 
 def make_video(path: Path, seconds: int, size: str, rate: int) -> None:

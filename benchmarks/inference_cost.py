@@ -2,7 +2,7 @@
 OpenMV's own TensorFlow Lite Micro (libtflm 73eb1aa, firmware 4.6.20-4.8.1) and run on an
 emulated Cortex-M7 (QEMU mps2-an500, -icount), as firmware_check does.
 
-    scripts/venv.sh python benchmarks/inference_cost.py [--libraries ../shared/openmv-libtflm]
+    scripts/venv.sh python benchmarks/inference_cost.py [--only NAME ...]   # OpenMV's libtflm: pins/openmv-libtflm-73eb1aa.yaml
     scripts/venv.sh python benchmarks/inference_cost.py --per-node [--model dist/openmv/model.tflite]
 
 For each candidate (model.* overrides of params.yaml) it builds the classifier with fixed random
@@ -40,16 +40,15 @@ CANDIDATES: dict[str, dict] = {
     "64 px, block 1 at stride 2": {"block1_stride": 2},
 }
 LIBTFLM = "73eb1aa"
-CALIBRATION = ROOT.parent / "shared" / "data" / "endpointai" / "reference" / "lightly_resnet9.tflite"
 
 
 def int8_model(cfg: dict, work: Path) -> bytes:
     import numpy as np
     import torch
 
-    from maskinspect.convert import convert
-    from maskinspect.export import export_onnx, fold_batchnorm
-    from maskinspect.models import build_classifier
+    from maskinspect.model.convert import convert
+    from maskinspect.model.export import export_onnx, fold_batchnorm
+    from maskinspect.model.models import build_classifier
 
     torch.manual_seed(0)
     model = fold_batchnorm(build_classifier(cfg).eval())
@@ -67,7 +66,7 @@ def on_camera(name: str, builder, lib, model: bytes, size: int):
     its refusal ends the benchmark, with its reason."""
     import numpy as np
 
-    from maskinspect import firmware
+    from maskinspect.device import firmware
 
     inputs = np.random.default_rng(1).integers(-128, 128, (1, size, size, 3), dtype=np.int8)
     run = firmware.check(builder, lib, model, inputs)
@@ -78,8 +77,8 @@ def on_camera(name: str, builder, lib, model: bytes, size: int):
 
 def print_nodes(name: str, model: bytes, run) -> None:
     """A markdown table of the run's nodes, in execution order, with the graph's shapes."""
-    from maskinspect.firmware import INSTRUCTIONS_PER_TICK
-    from maskinspect.tflite_graph import read
+    from maskinspect.device.firmware import INSTRUCTIONS_PER_TICK
+    from maskinspect.model.tflite_graph import read
 
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "m.tflite").write_bytes(model)
@@ -101,7 +100,7 @@ def print_nodes(name: str, model: bytes, run) -> None:
 
 def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ticks: int | None,
             per_node: bool = False) -> dict:
-    from maskinspect import tflite_graph
+    from maskinspect.model import tflite_graph
 
     cfg = {**base, **overrides}
     with tempfile.TemporaryDirectory() as work:
@@ -125,7 +124,6 @@ def measure(name: str, overrides: dict, base: dict, builder, lib, calibration_ti
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--libraries", type=Path, default=ROOT.parent / "shared" / "openmv-libtflm")
     p.add_argument("--only", nargs="*", help="candidate names (default: all)")
     p.add_argument("--per-node", action="store_true", help="also print each node's instructions")
     p.add_argument("--model", type=Path, help="with --per-node: this int8 .tflite instead of the candidates")
@@ -133,18 +131,22 @@ def main() -> int:
 
     import numpy as np
 
-    from maskinspect import firmware, params, runtime, tflite_graph
-    from maskinspect.gates import openmv_ops
+    from maskinspect.device import firmware, runtime
+    from maskinspect.workflow import params
+    from maskinspect.model import tflite_graph
+    from maskinspect.device.gates import openmv_ops
+
+    from maskinspect.workflow import pinned
 
     base = params.load(ROOT / "params.yaml")["model"]
-    lib = firmware.library(args.libraries, LIBTFLM)
+    lib = firmware.library(pinned.local(ROOT / pinned.pin_path(f"openmv-libtflm-{LIBTFLM}")), LIBTFLM)
+    calibration = pinned.local(ROOT / pinned.pin_path("published-model"))
     with tempfile.TemporaryDirectory(prefix="harness-") as work:
         builder = firmware.Builder(Path(work), sorted(openmv_ops()))
         calibration_ticks = None
-        if CALIBRATION.exists():
-            timing = firmware.check(builder, lib, firmware.int8_for_timing(runtime.read_model(CALIBRATION)),
-                                    np.zeros((1, 64, 64, 3), np.int8), per_op=False)
-            calibration_ticks = timing.ticks[0] if timing.ok else None
+        timing = firmware.check(builder, lib, firmware.int8_for_timing(runtime.read_model(calibration)),
+                                np.zeros((1, 64, 64, 3), np.int8), per_op=False)
+        calibration_ticks = timing.ticks[0] if timing.ok else None
         if args.model:
             model = args.model.read_bytes()
             run = on_camera(str(args.model), builder, lib, model, tflite_graph.read(args.model).input().shape[1])

@@ -3,7 +3,8 @@ as a DVC experiment in a clean clone of HEAD switched to the published project's
 
     scripts/venv.sh python benchmarks/real_data_experiments.py [--only NAME ...] [--keep DIR]
 
-Needs ../shared/data/endpointai beside the repository (or --shared). Each run is
+Needs the published frames and checkpoint (pins/published-*.yaml: from the network, or from a
+mirror named by MASKINSPECT_MIRROR such as ../shared). Each run is
 `dvc exp run -n NAME -S ...` on the three data keys (15 to 30 minutes each on 2 cores, most
 of it the cross-validation: 5 folds x 3 splits); `dvc exp show` in the kept clone lists them
 all. Prints the table (markdown): the cross-validation on train/ (the figure the recipe is
@@ -109,19 +110,17 @@ def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
         sys.exit(f"real_data_experiments: {' '.join(cmd)} failed in {cwd}:\n{tail}")
 
 
-def switch_to_images(clone: Path, shared: Path) -> None:
-    """Set the three data keys (in place, keeping the file's comments) and the recipe's paths
-    into shared, regenerate dvc.yaml, commit."""
+def switch_to_images(clone: Path) -> None:
+    """Set the three data keys (in place, keeping the file's comments) to the published frames,
+    pinned outside inputs, regenerate dvc.yaml, commit."""
     path = clone / "params.yaml"
     text = path.read_text()
-    for key, value in (("source", "images"), ("images_dir", f"{shared}/train"), ("test_dir", f"{shared}/dev")):
+    for key, value in (("source", "images"), ("images_dir", "pinned:published-frames-train"),
+                       ("test_dir", "pinned:published-frames-dev")):
         text, n = re.subn(rf"^(  {key}:) *\S+", rf"\1 {value}", text, count=1, flags=re.M)
         if n != 1:
             sys.exit(f"real_data_experiments: {path}: no data.{key} line to set")
-    # the published checkpoint and model, and OpenMV's libraries, are named relative to a clone
-    # beside ../shared: the clone is elsewhere
-    text = text.replace("../shared/data/endpointai", str(shared))
-    path.write_text(text.replace("../shared/", f"{shared.parents[1]}/"))
+    path.write_text(text)
     run([sys.executable, "scripts/sync_dvc.py"], clone)
     run(["git", "commit", "-qam", "real camera data (the three data keys)"], clone)
 
@@ -144,19 +143,20 @@ def row(clone: Path, name: str, seconds: float) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these runs only")
-    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "endpointai")
     p.add_argument("--keep", type=Path, help="clone into this folder and keep it (dvc exp show there)")
     args = p.parse_args()
-    shared = args.shared.resolve()
-    for part in ("train", "dev", "reference"):
-        if not (shared / part).is_dir():
-            sys.exit(f"real_data_experiments: {shared / part}: not found (the published project's frames)")
+    from maskinspect.workflow import pinned
+
+    for name in ("published-frames-train", "published-frames-dev", "published-checkpoint"):
+        if pinned.available(name, ROOT) is None:
+            sys.exit(f"real_data_experiments: outside input {name} cannot be fetched (no network; set "
+                     f"{pinned.MIRROR_ENV} to a mirror such as ../shared)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="maskinspect-exps-"))
     work.mkdir(parents=True, exist_ok=True)
     clone = work / "repo"
     shutil.rmtree(clone, ignore_errors=True)
     run(["git", "clone", "-q", str(ROOT), str(clone)], work)
-    switch_to_images(clone, shared)
+    switch_to_images(clone)
     # the DVC cache (and its run cache) beside the clone: a rerun in a kept folder skips the
     # stages whose code, data and params it has already run
     run(["dvc", "cache", "dir", "--local", str((work / "dvc-cache").resolve())], clone)

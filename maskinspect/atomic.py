@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .errors import PipelineError
+from maskinspect.errors import PipelineError
 
 
 class _Replaced:

@@ -4,22 +4,25 @@ In:  --selected and --test-sample frame lists, --frames shards, --videos (to sho
      be labelled large), --labels: a CSV (frame_id,label), a Label Studio export or labelled
      folders <dir>/<class>/<frame_id>.<ext>. With demo data the generator's ground truth is that CSV.
 Out: --train-labels and --test-labels CSVs (frame_id,label).
-When frames lack labels, it writes the hand-off beside --train-labels (maskinspect/handoff.py:
-to_label/ for the labelling page and Label Studio, to_label.csv to fill in by hand) and fails
-with one line saying how many, and the command that serves the labelling page.
+When frames lack labels, it writes the hand-off beside --train-labels (maskinspect/data/handoff.py:
+to_label/ for the labelling page and Label Studio, to_label.csv to fill in by hand) and stops with
+a short screen: how many, and the command that serves the labelling page (exit 3, a normal step:
+the build goes on once they are labelled). --hand-off-only writes the hand-off and exits 0 (the
+Snakemake front end stops there itself).
 """
 from __future__ import annotations
 
 import sys
 
-from maskinspect import CLASSES, cli
+from maskinspect import CLASSES
+from maskinspect.workflow import runner as cli
 from maskinspect.atomic import kept_on_failure, write_csv
-from maskinspect.errors import PipelineError
-from maskinspect.frames import load_shards
-from maskinspect import handoff
-from maskinspect.camera import SENSOR
-from maskinspect.labels import FrameRanges, check, read_labelled, read_labels
-from maskinspect.video import frames_by_number
+from maskinspect.errors import LabelsNeeded, PipelineError
+from maskinspect.data.frames import load_shards
+from maskinspect.data import handoff
+from maskinspect.device.camera import SENSOR
+from maskinspect.data.labels import FrameRanges, check, read_labelled, read_labels
+from maskinspect.data.video import frames_by_number
 
 
 @cli.stage("annotate")
@@ -31,16 +34,18 @@ def main(args, params):
     selected, test = read_labelled(args.selected)[0], read_labelled(args.test_sample)[0]
 
     in_selected = set(selected)
-    wanted = selected + [t for t in test if t not in in_selected]
-    missing = [fid for fid in wanted if fid not in labels]
+    chosen = handoff.wanted(selected, test)
+    missing = [fid for fid in chosen if fid not in labels]
     if missing:
         folder = args.train_labels.parent / "to_label"
         table = args.train_labels.parent / "to_label.csv"
         with kept_on_failure():
             hand_off(args, params, frames, missing, in_selected, folder, table)
-        raise PipelineError(f"{len(missing)} of {len(wanted)} frames lack labels: run `maskinspect label` to label "
-                            f"them in your browser (or import {folder}/label-studio/ into Label Studio, or fill in "
-                            f"{table}); the labels go to {args.labels}, then run the build again")
+        if args.hand_off_only:
+            return
+        raise LabelsNeeded(handoff.screen(missing, set(test), len(chosen), labels_file(args, params)))
+    if args.hand_off_only:
+        return
     write_csv(args.train_labels, ("frame_id", "label"), [(fid, labels[fid]) for fid in selected])
     write_csv(args.test_labels, ("frame_id", "label"), [(fid, labels[fid]) for fid in test])
 
@@ -67,7 +72,7 @@ def hand_off(args, params, frames, missing, in_selected, folder, table) -> None:
                      "set": "train" if fid in in_selected else "test", "order": order})
         near = [j for j in range(i - handoff.CONTEXT, i + handoff.CONTEXT + 1)
                 if 0 <= j < len(frames) and frames.videos[j] == video]
-        context[fid] = handoff.context_strip([frames.images[j] for j in near], near.index(i))
+        context[fid] = handoff.context_strip(list(frames.rows(near)), near.index(i))
         per_video.setdefault(video, []).append(fid)
     large = {}
     for video, fids in per_video.items():
@@ -75,7 +80,12 @@ def hand_off(args, params, frames, missing, in_selected, folder, table) -> None:
             raise PipelineError(f"video {video} of frame {fids[0]} is not among --videos")
         got = frames_by_number(videos[video], [frames.numbers[pos[f]] for f in fids], SENSOR, params["frames"]["crop"])
         large.update({f: got[frames.numbers[pos[f]]] for f in fids})
-    handoff.write(folder, table, str(args.labels), rows, large, context, url_root=args.params.resolve().parent)
+    handoff.write(folder, table, labels_file(args, params), rows, large, context, url_root=args.params.resolve().parent)
+
+
+def labels_file(args, params) -> str:
+    """Where the answers go: the labels file given, or data.labels before it exists."""
+    return str(args.labels) if args.labels else params["data"]["labels"]
 
 
 if __name__ == "__main__":

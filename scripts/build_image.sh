@@ -7,6 +7,7 @@
 #   sudo scripts/build_image.sh                      # build, test, reproduce the demo
 #   sudo scripts/build_image.sh --project DIR        # ... reproduce the build committed in DIR (a git repository)
 #   sudo scripts/build_image.sh --build-only
+#   sudo scripts/build_image.sh --base-only          # only the local Debian base (tests/test_fresh_machine.py)
 #
 # Where no image registry is reachable, the base (the Dockerfile pins debian:bookworm-slim by
 # digest) is bootstrapped locally with debootstrap from Debian's package mirror. pip inside
@@ -31,12 +32,14 @@ TORCH="${TORCH:-locked}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 PYTEST_ARGS="${PYTEST_ARGS:--q -rs tests/test_environment.py}"
 build_only=0
+base_only=0
 project="$root"
 while [ $# -gt 0 ]; do
     case "$1" in
         --build-only) build_only=1 ;;
+        --base-only) base_only=1 ;;
         --project) project="$(cd "$2" && pwd)"; shift ;;
-        *) echo "build_image: error: unknown argument $1 (--build-only, --project DIR)" >&2; exit 2 ;;
+        *) echo "build_image: error: unknown argument $1 (--build-only, --base-only, --project DIR)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -69,6 +72,8 @@ EOF
     trap - EXIT
 fi
 
+[ "$base_only" -eq 1 ] && { echo "base: $LOCAL_BASE"; exit 0; }
+
 # ---- the image --------------------------------------------------------------------------
 # The host's CA certificates go in read-only beside the image's own /etc/ssl/certs (which the
 # image's ca-certificates package must be free to write), and pip's configuration is the
@@ -95,6 +100,7 @@ say "building $IMAGE from $BASE_IMAGE (TORCH=$TORCH)"
 start=$(date +%s)
 buildah bud --isolation chroot --network host --layers --format docker "${volumes[@]}" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TORCH=$TORCH" \
+    --build-arg "CERT_FILE=/run/host-certs/ca-certificates.crt" \
     -f "$root/Dockerfile" -t "$IMAGE" "$root" >&2
 built=$(( $(date +%s) - start ))
 size="$(buildah images --format '{{.Size}}' "$IMAGE" | head -n 1)"
@@ -127,7 +133,10 @@ if [ -d "$root/../shared" ]; then
     mounts+=(-v "$shared:/shared:ro" -v "$shared:$shared:ro")
 fi
 ctr="$(buildah from --quiet "$IMAGE")"
-in_image() { buildah run --isolation chroot --network host "${mounts[@]}" "$ctr" -- "$@"; }
+# The pinned outside inputs come from the mirror /shared where there is one (no GitHub here).
+envs=()
+[ -d "$root/../shared" ] && envs+=(--env MASKINSPECT_MIRROR=/shared)
+in_image() { buildah run --isolation chroot --network host "${mounts[@]}" "${envs[@]}" "$ctr" -- "$@"; }
 
 say "fast tests inside the image"
 # The tests find ../shared beside the repository: /project and /shared are siblings.

@@ -13,11 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from maskinspect import CLASSES, cli, tflite_graph
+from maskinspect import CLASSES
+from maskinspect.workflow import runner as cli
+from maskinspect.model import tflite_graph
 from maskinspect.atomic import write_bytes, write_json
-from maskinspect.bundle import labels_text, sha256, source_revision, zip_bytes
+from maskinspect.device.bundle import labels_text, sha256, source_revision, zip_bytes
 from maskinspect.errors import PipelineError
-from maskinspect.gates import check_gates
+from maskinspect.device.gates import check_gates
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from maskinspect import cli
+from maskinspect.workflow import runner as cli
 from maskinspect.errors import PipelineError
 
 

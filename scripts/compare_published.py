@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 import sys
 
-from maskinspect import cli, runtime, tflite_graph
+from maskinspect.workflow import runner as cli
+from maskinspect.device import runtime
+from maskinspect.model import tflite_graph
 from maskinspect.atomic import write_json, write_text
-from maskinspect.camera import camera_pixels
-from maskinspect.evaluation import labels_of, report
+from maskinspect.device.camera import camera_pixels
+from maskinspect.model.evaluation import labels_of, report
 from maskinspect.errors import PipelineError
-from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled, shown
+from maskinspect.data.frames import load_shards
+from maskinspect.data.labels import read_labelled, shown
+from maskinspect.workflow import pinned
 
 
 FIGURES = ("accuracy", "balanced_accuracy", "recall", "confusion")
@@ -50,7 +53,7 @@ def main(args, params):
     sensor = load_shards(args.camera).take(ids, "test frame")
     result = {"test_labels": shown(args.test_labels), "count": len(ids), "models": {}}
     arena = json.loads(args.tflm_metrics.read_text())["arena_bytes"]
-    for name, path in (("published", args.published), ("ours", args.ours)):
+    for name, path in (("published", pinned.local(args.published)), ("ours", args.ours)):
         graph = tflite_graph.read(path)
         size = graph.input().shape[1]
         stored_fits = frames.shape[1] == size

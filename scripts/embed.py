@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from maskinspect import cli, models
+from maskinspect.workflow import runner as cli
+from maskinspect.model import models
 from maskinspect.atomic import save_npy, write_csv
-from maskinspect.frames import load_shards
-from maskinspect.training import batched_forward
+from maskinspect.data.frames import load_shards
+from maskinspect.model.training import batched_forward
 
 
 @cli.stage("embed")

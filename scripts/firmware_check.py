@@ -6,8 +6,8 @@ Cortex-M7) on the first firmware.frames test frames as the camera feeds them, an
 run, and give the host TFLite Micro's outputs (argmax identical, logits within 1 LSB).
 
 In:  --model int8 .tflite, --camera (the labelled frames at the sensor's size), --test-labels,
-     --libraries (OpenMV's prebuilt
-     libtflm, a folder per commit), --calibration-model (the 2020 model, whose 150 ms on the
+     --libraries (the pins of OpenMV's prebuilt libtflm, pins/openmv-libtflm-<commit>.yaml, one per
+     commit the claims name), --calibration-model (the 2020 model or its pin, whose 150 ms on the
      board turn instruction counts into milliseconds), params.yaml (model.input_size, firmware.*,
      tflm.max_arena_bytes)
 Out: --metrics JSON: per library the firmware it serves, the arena it needs, the instructions
@@ -22,13 +22,16 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from maskinspect import cli, firmware, runtime, tflite_graph
+from maskinspect.workflow import runner as cli
+from maskinspect.device import firmware, runtime
+from maskinspect.model import tflite_graph
 from maskinspect.atomic import write_json
-from maskinspect.camera import camera_input
+from maskinspect.device.camera import camera_input
 from maskinspect.errors import PipelineError
-from maskinspect.frames import load_shards
-from maskinspect.gates import openmv_ops
-from maskinspect.labels import read_labelled, shown
+from maskinspect.data.frames import load_shards
+from maskinspect.device.gates import openmv_ops
+from maskinspect.data.labels import read_labelled, shown
+from maskinspect.workflow import pinned
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -59,20 +62,22 @@ def main(args, params):
     host = runtime.run_tflm(model, inputs, runtime.smallest_arena(model)).astype(np.int16)
 
     by_commit = firmware.claims_by_library(cfg["claims"])
-    libs = {commit: firmware.library(args.libraries, commit) for commit in by_commit}
+    libs = firmware.pinned_libraries(args.libraries, by_commit)
     with tempfile.TemporaryDirectory(prefix="harness-") as work:
         builder = firmware.Builder(Path(work), ops)
         builder.prepare([(lib, logs) for lib in libs.values() for logs in (False, True) if lib.archive(logs)])
         libraries = check_claims(builder, libs, by_commit, model, inputs, host, args.model, len(ids))
         timing = None
         if args.calibration_model:
+            calibration_model = pinned.local(args.calibration_model)
             newest = newest_library(libraries)
             # the 2020 model takes its own input size (64 px), whatever ours takes
-            calibration_size = tflite_graph.read(args.calibration_model).input().shape[1]
+            calibration_size = tflite_graph.read(calibration_model).input().shape[1]
             timing = firmware.check(builder, libs[newest], firmware.int8_for_timing(
-                runtime.read_model(args.calibration_model)), camera_input(sensor[:1], calibration_size), per_op=False)
+                runtime.read_model(calibration_model)), np.zeros((1, calibration_size, calibration_size, 3), np.int8),
+                per_op=False)
             if not timing.ok:
-                raise PipelineError(f"{args.calibration_model}: cannot be timed on libtflm {newest}: {timing.reason()}")
+                raise PipelineError(f"{cfg['calibration_model']}: cannot be timed on libtflm {newest}: {timing.reason()}")
     write_json(args.metrics, report(libraries, timing, args, cfg, params, tools))
 
 
@@ -87,13 +92,15 @@ def check_claims(builder, libs, by_commit, model, inputs, host, model_path, fram
 
     libraries, failures = {}, []
     for commit, versions in by_commit.items():
-        run = firmware.check(builder, libs[commit], model, inputs)
+        # The instructions are counted on a mid-grey frame (int8 zeros) placed first: the one figure
+        # `maskinspect check` counts too, for any model; the test frames after it check the outputs.
+        run = firmware.check(builder, libs[commit], model, np.concatenate([np.zeros_like(inputs[:1]), inputs]))
         served = ", ".join(sorted(versions, key=version_key))
         if not run.ok:
             failures.append((bool(run.messages), f"firmware {served} (libtflm {commit}) cannot run {model_path}: "
                                                  f"{run.reason()}"))
             continue
-        got = np.array(run.outputs, dtype=np.int16)
+        got = np.array(run.outputs[1:], dtype=np.int16)
         lsb = int(np.abs(got - host).max())
         if (got.argmax(1) != host.argmax(1)).any() or lsb > 1:
             failures.append((True, f"firmware {served} (libtflm {commit}): outputs differ from the host's TFLite "
@@ -124,7 +131,7 @@ def report(libraries: dict, timing, args, cfg: dict, params: dict, tools: dict) 
                "library": newest}
     if timing is not None:
         cpi = cfg["calibration_ms"] * 1e3 * mhz / timing.instructions()
-        latency["calibration"] = {"model": str(args.calibration_model), "instructions": timing.instructions(),
+        latency["calibration"] = {"model": str(cfg["calibration_model"]), "instructions": timing.instructions(),
                                   "measured_ms": cfg["calibration_ms"], "cpi": round(cpi, 3)}
         latency["ms_calibrated"] = round(instructions * cpi / mhz / 1e3, 1)
     arena = max(lib["arena_bytes"] for lib in libraries.values())

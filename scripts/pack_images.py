@@ -14,16 +14,20 @@ import sys
 
 import numpy as np
 
-from maskinspect import CLASSES, cli
+from maskinspect import CLASSES
+from maskinspect.workflow import runner as cli
 from maskinspect.atomic import save_npy, write_csv
-from maskinspect.frames import INDEX_HEADER
-from maskinspect.camera import SENSOR
-from maskinspect.images import index_rows, load_image, load_sensor_image, read_labelled_folder, without_test_images
+from maskinspect.data.frames import INDEX_HEADER
+from maskinspect.device.camera import SENSOR
+from maskinspect.workflow import pinned
+from maskinspect.data.images import index_rows, load_image, load_sensor_image, read_labelled_folder, without_test_images
 
 
 @cli.stage("pack_images")
 def main(args, params):
     cfg = params["frames"]
+    # a folder, or the pin of an outside input (its files fetched and checked against the pin)
+    args.train_dir, args.test_dir = pinned.local(args.train_dir), pinned.local(args.test_dir)
     test_items = read_labelled_folder(args.test_dir, CLASSES)
     train_items = without_test_images(read_labelled_folder(args.train_dir, CLASSES), test_items,
                                       args.train_dir, args.test_dir)

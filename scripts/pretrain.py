@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from maskinspect import cli, models
+from maskinspect.workflow import runner as cli
+from maskinspect.model import models
 from maskinspect.atomic import write_csv
 from maskinspect.errors import PipelineError
-from maskinspect.frames import load_shards
-from maskinspect.training import seed_everything
+from maskinspect.data.frames import load_shards
+from maskinspect.model.training import seed_everything
+from maskinspect.workflow import pinned
 
 
 @cli.stage("pretrain")
@@ -23,14 +25,15 @@ def main(args, params):
     seed_everything(cfg["seed"])  # the initial weights come from torch's RNG too
     backbone = models.build_backbone(model_cfg)
     if args.init:
-        models.load_into(backbone, models.read_any_weights(args.init), str(args.init))
-        print(f"pretrain: starting from {args.init}", file=sys.stderr)
+        init = pinned.local(args.init)  # an outside input's pin: fetched, checked against its sha256
+        models.load_into(backbone, models.read_any_weights(init), str(args.init))
+        print(f"pretrain: starting from {cfg['init']}", file=sys.stderr)
     elif cfg["epochs"] == 0:
         raise PipelineError("params.yaml: pretrain.epochs is 0 but pretrain.init names no weights to use")
 
     losses: list[float] = []
     if cfg["epochs"] > 0:
-        from maskinspect.pretrain import pretrain
+        from maskinspect.model.pretrain import pretrain
 
         frames = load_shards(args.frames)
         if len(frames) < 2:

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import sys
 
-from maskinspect import CLASSES, cli, models, tflite_graph
+from maskinspect import CLASSES
+from maskinspect.workflow import runner as cli
+from maskinspect.model import models, tflite_graph
 from maskinspect.atomic import atomic_path, write_csv, write_json
-from maskinspect.convert import calibration_sample, convert, pin_input_range
+from maskinspect.model.convert import calibration_sample, convert, pin_input_range
 from maskinspect.errors import PipelineError
-from maskinspect.evaluation import labels_of, report
-from maskinspect.frames import load_shards
-from maskinspect.gates import check_gates
-from maskinspect.labels import read_labelled, shown
-from maskinspect.plots import confusion_matrix
-from maskinspect.camera import camera_input
-from maskinspect.runtime import host_input, read_model, smallest_arena, tflm_scores
-from maskinspect.training import batched_forward, to_input
+from maskinspect.model.evaluation import labels_of, report
+from maskinspect.data.frames import load_shards
+from maskinspect.device.gates import check_gates
+from maskinspect.data.labels import read_labelled, shown
+from maskinspect.report.plots import confusion_matrix
+from maskinspect.device.camera import camera_input
+from maskinspect.device.runtime import host_input, read_model, smallest_arena, tflm_scores
+from maskinspect.model.training import batched_forward, to_input
 
 
 def calibration_frames(frames, train_ids, count, size, where):
@@ -39,7 +41,7 @@ def calibration_frames(frames, train_ids, count, size, where):
     if not order:
         raise PipelineError(f"{shown(where)}: no training frames to calibrate the int8 model with")
     pick = calibration_sample(len(order), count)
-    calibration = to_input(frames.images[[order[i] for i in pick]], size).permute(0, 2, 3, 1).numpy()
+    calibration = to_input(frames.rows([order[i] for i in pick]), size).permute(0, 2, 3, 1).numpy()
     return calibration, pin_input_range(calibration)
 
 

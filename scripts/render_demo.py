@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from maskinspect import cli
+from maskinspect.workflow import runner as cli
 from maskinspect.atomic import write_csv
-from maskinspect.demo import DemoSpec, VideoRenderer
+from maskinspect.data.demo import DemoSpec, VideoRenderer
 from maskinspect.errors import PipelineError
-from maskinspect.naming import frame_id
-from maskinspect.video import encode_h264
+from maskinspect.data.naming import frame_id
+from maskinspect.data.video import encode_h264
 
 TRUTH_HEADER = ("frame_id", "label", "video", "frame", "time", "coverage", "defects_visible")
 

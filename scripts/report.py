@@ -16,18 +16,20 @@ import csv
 import json
 import sys
 
-from maskinspect import CLASSES, cli, models
-from maskinspect import report as rp
+from maskinspect import CLASSES
+from maskinspect.workflow import runner as cli
+from maskinspect.model import models
+from maskinspect.report import page as rp
 from maskinspect.atomic import write_text
-from maskinspect.bundle import sha256
-from maskinspect.camera import camera_input, camera_pixels
-from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled
-from maskinspect.runtime import host_input, tflm_scores
-from maskinspect.training import batched_forward
+from maskinspect.device.bundle import sha256
+from maskinspect.device.camera import camera_input, camera_pixels
+from maskinspect.data.frames import load_shards
+from maskinspect.data.labels import read_labelled
+from maskinspect.device.runtime import host_input, tflm_scores
+from maskinspect.model.training import batched_forward
 
 WRONG_SHOWN = 120   # at most this many misclassified test frames (the worst first)
-MAP_OTHERS = 240    # frames neither selected nor in the test sample, spread evenly over the map
+MAP_THUMBS = 24     # thumbnails drawn on the embedding map
 
 
 def _csv(path) -> list[dict]:
@@ -53,7 +55,10 @@ def model_card(args, manifest: dict, summary: dict, firmware: dict, tflm: dict) 
         ("labels", ", ".join(manifest["labels"])),
         ("bundle", f"dist/openmv.zip sha256 <code>{sha256(args.zip.read_bytes())}</code>"),
         ("model.tflite", f"sha256 <code>{manifest['files']['model.tflite']['sha256']}</code>"),
-        ("source", f"git {manifest['source']['revision']}{' (with uncommitted changes)' if manifest['source']['dirty'] else ''}"),
+        ("source", f"git {manifest['source']['revision']}{' (with uncommitted changes)' if manifest['source']['dirty'] else ''}: "
+                   f"the newest commit that changed the code, settings or pinned inputs the bundle is built from; "
+                   f"a later commit that changes none of them (results, docs) builds these same bytes, so this "
+                   f"revision can be older than the checkout's"),
     ]
     return rp.table(["", "this build"], [(f"<b>{rp.esc(k)}</b>", v) for k, v in rows])
 
@@ -81,12 +86,13 @@ def wrong_frames(ids, labels, frames, camera, views) -> str:
     for i in wrong[:WRONG_SHOWN]:
         lines = "".join(f'<br><span class="{"wrong" if p[i].label != labels[i] else ""}">{rp.esc(name)}: '
                         f"{rp.esc(p[i].label)} {p[i].confidence:.2f}</span>" for name, p in views.items())
-        caption = f"<b>{rp.esc(ids[i])}</b><br>true: {rp.esc(labels[i])}{lines}"
-        cards.append(f'<div class="card">{rp.thumb(frames[i], "stored frame", rp.CLASS_COLOURS[labels[i]])}'
-                     f'{rp.thumb(camera[i], caption, rp.CLASS_COLOURS[labels[i]], "as the camera feeds it")}</div>')
+        colour = rp.CLASS_COLOURS[labels[i]]
+        cards.append(f'<div class="card">{rp.thumb(frames[i], "stored frame", colour, "the stored frame")}'
+                     f'{rp.thumb(camera[i], "as the camera feeds it", colour, "what the camera gives the model")}'
+                     f"<p><b>{rp.esc(ids[i])}</b>, true: {rp.esc(labels[i])}{lines}</p></div>")
     more = f"<p class='note'>{len(wrong) - WRONG_SHOWN} more not shown.</p>" if len(wrong) > WRONG_SHOWN else ""
     return (f"<p>{len(wrong)} of {len(ids)} test frames wrong in at least one of the three ways, the most confident "
-            f"mistakes first. Left: the stored frame; right: the pixels the camera gives the model.</p>"
+            f"mistakes first; the border is the true class.</p>"
             + "".join(cards) + more)
 
 
@@ -102,10 +108,10 @@ def selection_section(args, labels_of: dict) -> str:
             f"those before it in the embedding); border: the label given.</p>" + "".join(thumbs))
 
 
-def map_section(args, test_ids: set) -> str:
+def map_section(args, labels_of: dict, test_ids: set) -> str:
     import numpy as np
 
-    from maskinspect.selection import pca_2d
+    from maskinspect.data.selection import k_center_greedy, pca_2d
 
     if not args.embeddings:
         return "<p>Labelled image folders: no embedding map (the selection works on video frames).</p>"
@@ -113,13 +119,12 @@ def map_section(args, test_ids: set) -> str:
     selected = {r["frame_id"] for r in _csv(args.selected)}
     xy = pca_2d(np.load(args.embeddings))
     roles = ["selected" if f in selected else "test" if f in test_ids else "other" for f in ids]
-    others = [i for i, r in enumerate(roles) if r == "other"]
-    spread = [others[j] for j in np.linspace(0, len(others) - 1, min(MAP_OTHERS, len(others))).astype(int)]
-    keep = sorted({i for i, r in enumerate(roles) if r != "other"} | set(spread))
-    frames = load_shards(args.frames).take([ids[i] for i in keep], "embedded frame")
-    return ("<p>Each frame at its embedding's first two principal components; border: red selected for labelling, "
-            f"blue test sample, grey other ({len(others)} others, {min(MAP_OTHERS, len(others))} shown).</p>"
-            + rp.embedding_map(xy[keep], frames, [roles[i] for i in keep], [ids[i] for i in keep]))
+    # thumbnails for a sample spread over the map (the farthest-point order of the 2-D positions)
+    sample = sorted(k_center_greedy(xy, MAP_THUMBS, 0)) if len(xy) else []
+    frames = load_shards(args.frames).take([ids[i] for i in sample], "embedded frame")
+    return (f"<p>{len(ids)} frames at their embedding's first two principal components: colour the class (grey: "
+            f"not labelled), shape the role; thumbnails of {len(sample)} frames spread over the map.</p>"
+            + rp.embedding_map(xy, [labels_of.get(f) for f in ids], roles, dict(zip(sample, frames))))
 
 
 def curves_section(args) -> str:
@@ -135,9 +140,40 @@ def curves_section(args) -> str:
         out.append("<p>No pretraining in this build (pretrain.epochs is 0: the checkpoint is used as it is).</p>")
     ft = _csv(args.finetune_curve)
     epochs = np.array([int(r["epoch"]) for r in ft])
-    out.append(rp.curve_figure({k: (epochs, np.array([float(r[k]) for r in ft])) for k in ("loss", "accuracy")},
-                               "fine-tuning (training frames)", "epoch"))
+
+    def series(keys):
+        return {name: (epochs, np.array([float(r[k]) for r in ft])) for k, name in keys if ft and k in ft[0]}
+
+    out.append(rp.curve_figure(series((("loss", "training batches"), ("test_loss", "test sample"))),
+                               "fine-tuning: loss", "epoch"))
+    out.append(rp.curve_figure(series((("accuracy", "training batches"), ("test_accuracy", "test sample"))),
+                               "fine-tuning: accuracy", "epoch"))
+    out.append("<p class='note'>Training batches are augmented; the test sample is scored as it is, after each "
+               "epoch, and never used to choose anything.</p>")
     return "".join(out)
+
+
+def learning_curve_section(args) -> str:
+    """The cross-validation through the camera path against the labels a fold trains on."""
+    import numpy as np
+
+    if not args.crossval:
+        return ("<p>No cross-validation in this build (the demo): on your own footage the report shows here how "
+                "the cross-validated accuracy grows with your labels, and whether more are likely to help.</p>")
+    curve = json.loads(args.crossval.read_text()).get("curve") or {}
+    points = curve.get("points") or []
+    if len(points) < 2:
+        return f"<p>{rp.esc(curve.get('verdict', 'no learning curve'))}</p>"
+    x = np.array([p["labels"] for p in points])
+    y = np.array([p["camera_balanced_accuracy_mean"] for p in points])
+    err = np.array([p["camera_balanced_accuracy_std"] for p in points])
+    rows = [(p["labels"], f"{p['camera_balanced_accuracy_mean']:.3f} ± {p['camera_balanced_accuracy_std']:.3f}")
+            for p in points]
+    return (f"<p><b>{rp.esc(curve['verdict'])}</b></p>"
+            + rp.curve_figure({"cross-validation, camera path": (x, y), "- spread": (x, y - err),
+                               "+ spread": (x, y + err)}, "balanced accuracy against labels a fold trains on",
+                              "labelled frames a fold trains on")
+            + rp.table(["labels a fold trains on", "balanced accuracy, camera path (mean ± std over folds)"], rows))
 
 
 @cli.stage("report")
@@ -147,17 +183,18 @@ def main(args, params):
     ids, labels = read_labelled(args.test_labels)
     train_ids, train_labels = read_labelled(args.train_labels)
     frames, camera, views = test_predictions(args, params, ids, tflm["arena_bytes"])
-    headline = rp.table(list(summary), [[rp.esc(v) for v in summary.values()]])
+    headline = rp.headline(summary)
     confusions = "".join(rp.confusion_table(labels, [p.label for p in v], CLASSES, f"{name} ({len(ids)} test frames)")
                          for name, v in views.items())
     sections = [
         ("Model card", model_card(args, manifest, summary, firmware, tflm)),
-        ("Headline figures (metrics/summary.json)", headline),
+        ("Headline figures", headline),
         ("Confusion matrices: test sample", confusions),
         ("Test frames the model gets wrong", wrong_frames(ids, labels, frames, camera, views)),
         ("Frames selected for labelling", selection_section(args, dict(zip(train_ids + ids, train_labels + labels)))),
-        ("Embedding map", map_section(args, set(ids))),
+        ("Embedding map", map_section(args, dict(zip(train_ids + ids, train_labels + labels)), set(ids))),
         ("Training curves", curves_section(args)),
+        ("Your learning curve", learning_curve_section(args)),
     ]
     write_text(args.report, rp.page(f"maskinspect build report ({params['data']['source']} data)", sections))
     print(f"report: {args.report}: {len(ids)} test frames, open it in a browser", file=sys.stderr)

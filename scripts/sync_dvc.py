@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from maskinspect import cli, params as params_mod
+from maskinspect.workflow import runner as cli, params as params_mod
 from maskinspect.workflow import dvcfile, stages
 
 ROOT = Path(__file__).resolve().parent.parent

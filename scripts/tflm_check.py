@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from maskinspect import cli, runtime, tflite_graph
+from maskinspect.workflow import runner as cli
+from maskinspect.device import runtime
+from maskinspect.model import tflite_graph
 from maskinspect.atomic import write_json
-from maskinspect.camera import camera_input
+from maskinspect.device.camera import camera_input
 from maskinspect.errors import PipelineError
-from maskinspect.frames import load_shards
-from maskinspect.labels import read_labelled, shown
+from maskinspect.data.frames import load_shards
+from maskinspect.data.labels import read_labelled, shown
 
 
 @cli.stage("tflm_check")

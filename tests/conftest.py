@@ -14,8 +14,12 @@ import torchvision  # noqa: F401 - before any test imports TensorFlow: the other
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# ../shared, beside the repository here and in CI, is this project's offline mirror of the outside
+# inputs (pins/*.yaml); without it they are fetched from their public sources, or the tests that
+# need them skip.
 SHARED = ROOT.parent / "shared"
-ENDPOINTAI = SHARED / "data" / "endpointai"
+if SHARED.is_dir():
+    os.environ.setdefault("MASKINSPECT_MIRROR", str(SHARED))
 # The published network's model section, written out rather than read from params.yaml: the tests
 # that use it assert the published network's figures, whatever the defaults become.
 MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
@@ -40,11 +44,7 @@ def tiny_params(**overrides) -> dict:
     p["export"].update(parity_frames=8)
     p["quantize"].update(calibration_frames=16)
     p["crossval"].update(folds=2, repeats=2)
-    # ../shared beside the repository, wherever the test's copy of it is
-    p["pretrain"]["init"] = str(ENDPOINTAI / "reference" / "pretrained.ckpt")
-    p["compare"]["published_model"] = str(ENDPOINTAI / "reference" / "lightly_resnet9.tflite")
-    p["firmware"].update(libraries=str(SHARED / "openmv-libtflm"), frames=4,
-                         calibration_model=str(ENDPOINTAI / "reference" / "lightly_resnet9.tflite"))
+    p["firmware"].update(frames=4)
     for dotted, value in overrides.items():
         section, _, key = dotted.rpartition(".")
         target = p
@@ -52,6 +52,22 @@ def tiny_params(**overrides) -> dict:
             target = target[part]
         target[key] = value
     return p
+
+
+def pin(name: str) -> Path:
+    """The pin of an outside input (pins/<name>.yaml): what a stage is given for it."""
+    return ROOT / "pins" / f"{name}.yaml"
+
+
+def outside_input(name: str) -> Path:
+    """An outside input's local files, checked against its pin (from the download cache, the mirror
+    ../shared or its public source); the test is skipped where none can be reached."""
+    from maskinspect.workflow import pinned
+
+    found = pinned.available(name, ROOT)
+    if found is None:
+        pytest.skip(f"outside input {name}: not in the cache, no mirror ({pinned.MIRROR_ENV}) and no network")
+    return found
 
 
 def write_params(path: Path, params: dict) -> Path:

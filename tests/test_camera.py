@@ -4,7 +4,7 @@ what the model gets from it."""
 import numpy as np
 import pytest
 
-from maskinspect.camera import SENSOR, camera_input, camera_pixels, expand, firmware_resize, rgb565, to_rgb565
+from maskinspect.device.camera import SENSOR, camera_input, camera_pixels, expand, firmware_resize, rgb565, to_rgb565
 
 
 def smlad(x: int, y: int, acc: int) -> int:
@@ -100,7 +100,7 @@ def test_training_through_the_camera_path_gives_the_cameras_pixels():
     import torch
     from PIL import Image
 
-    from maskinspect.finetune import CameraPath
+    from maskinspect.model.finetune import CameraPath
 
     still = {"color_jitter": 0.0, "hue": 0.0, "rotation": 0, "min_scale": 1.0, "hflip": False, "vflip": False,
              "camera": 1.0, "noise": 0.0}

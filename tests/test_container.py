@@ -29,6 +29,7 @@ def test_dockerfile_pins_what_it_builds_from():
 
 
 @pytest.mark.slow
+@pytest.mark.nightly  # heavy: the nightly CI and `pytest -m slow`, not every .ci/run (docs/ci.md)
 def test_image_builds_runs_the_tests_and_reproduces_the_host_build(tiny_build, tmp_path):
     if shutil.which("buildah") is None:
         pytest.skip("buildah is not installed here (Debian: apt-get install buildah debootstrap); "

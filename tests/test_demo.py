@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 
 from conftest import run_script, tiny_params, write_params
-from maskinspect import demo
-from maskinspect.demo import DemoSpec, VideoRenderer
-from maskinspect.video import extract_frames
+from maskinspect.data import demo
+from maskinspect.data.demo import DemoSpec, VideoRenderer
+from maskinspect.data.video import extract_frames
 
 SPEC = DemoSpec(seed=11, videos=2, seconds=12, fps=10, size=96, mix={"good": 0.35, "bad": 0.3, "no_mask": 0.35})
 

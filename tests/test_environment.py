@@ -1,7 +1,9 @@
 """The locked environment: the heavy libraries import together, at the pinned versions."""
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -88,3 +90,67 @@ def test_the_cpu_image_lock_drops_exactly_torch_and_cuda():
     assert {"torch", "torchvision"} <= dropped
     assert all(re.match(r"(torch|torchvision|triton|nvidia-|cuda-)", name) for name in dropped), dropped
     assert set(cpu) <= set(full) and all(cpu[name].strip() == full[name].strip() for name in cpu)
+
+
+def test_venv_sh_stops_before_any_work_with_the_command_that_installs_missing_system_packages():
+    """As a user without root, on a machine lacking the Cortex-M7 toolchain, QEMU and Chromium:
+    one line with the exact command, exit 1, and no environment created."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="maskinspect-nobody-") as tmp:
+        Path(tmp).chmod(0o755)  # the unprivileged user reads its PATH there
+        _venv_sh_as_nobody_without_system_packages(Path(tmp))
+
+
+def _venv_sh_as_nobody_without_system_packages(tmp_path: Path) -> None:
+    import shutil
+
+    bare = tmp_path / "bin"  # a PATH with the shell's basic tools and none of the system packages
+    bare.mkdir()
+    for tool in ("bash", "sha256sum", "cut", "cat", "id", "dirname"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    venv = tmp_path / "venv"
+    # As root, become nobody; as a user already (the image's own user), stay who we are.
+    as_user = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    result = subprocess.run([*as_user, str(bare / "bash"), str(ROOT / "scripts" / "venv.sh"), "true"],
+                            capture_output=True, text=True, env={"PATH": str(bare), "MASKINSPECT_VENV": str(venv)})
+    assert result.returncode == 1
+    # every package found by a command is missing on that PATH; a library (lib:) is found where the system has it
+    prefix = ("scripts/venv.sh: error: missing system packages (envs/system-packages.txt): install them with: sudo "
+              "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib "
+              "qemu-system-arm chromium nodejs")
+    has_libatomic = any((Path(d) / "libatomic.so.1").exists() for d in (
+        "/lib", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"))
+    assert result.stderr.splitlines() == [prefix + ("" if has_libatomic else " libatomic1")], result.stderr
+    assert not venv.exists()
+
+
+def test_every_system_package_is_named_in_the_readme_quick_start():
+    packages = [line.split()[0] for line in (ROOT / "envs" / "system-packages.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert packages and all(p in quick_start for p in packages), packages
+
+
+def test_the_environment_holds_exactly_the_lock():
+    """Whichever installer set it up (uv, or pip where uv cannot be had): every locked distribution
+    at its locked version, and nothing else but the project itself."""
+    import importlib.metadata as md
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    locked = {norm(m.group(1)): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK, re.M)}
+    installed = {norm(d.metadata["Name"]): d.version for d in md.distributions()}
+    wrong = {name: (version, installed.get(name)) for name, version in locked.items() if installed.get(name) != version}
+    assert wrong == {}
+    assert set(installed) - set(locked) == {"maskinspect"}
+
+
+def test_venv_sh_installs_with_uv_pinned_by_hash_and_falls_back_to_pip():
+    bootstrap = (ROOT / "envs" / "bootstrap.txt").read_text()
+    assert re.search(r"^uv==[\d.]+ \\\n(\s+--hash=sha256:[0-9a-f]{64}.*\n)+", bootstrap, re.M)
+    script = (ROOT / "scripts" / "venv.sh").read_text()
+    assert "--require-hashes" in script.split("pip sync", 1)[1].splitlines()[0]
+    assert 'MASKINSPECT_INSTALLER:-uv}" = "pip"' in script and "-m pip install --quiet" in script

@@ -10,22 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, keras_int8, run_script, tiny_params, write_params
-from maskinspect import firmware
-from maskinspect.gates import openmv_ops
+from conftest import keras_int8, outside_input, pin, run_script, tiny_params, write_params
+from maskinspect.device import firmware
+from maskinspect.device.gates import openmv_ops
 
-LIBTFLM = SHARED / "openmv-libtflm"
-needs_libraries = pytest.mark.skipif(not LIBTFLM.is_dir(), reason="../shared/openmv-libtflm is not beside the repository")
+LIBTFLM = [pin("openmv-libtflm-b42a9d8"), pin("openmv-libtflm-73eb1aa")]  # what firmware_check is given
 
 
 def firmware_check(build: Path, model: Path, cwd: Path, **env):
     write_params(cwd / "params.yaml", tiny_params())
     return run_script("firmware_check.py", "--model", model, "--camera", *sorted((build / "data/frames").glob("camera-*.npy")),
-                      "--test-labels", build / "data/labels/videos-test.csv", "--libraries", LIBTFLM,
+                      "--test-labels", build / "data/labels/videos-test.csv", "--libraries", *LIBTFLM,
                       "--metrics", "firmware.json", cwd=cwd, check=False, env=env)
 
 
-@needs_libraries
 def test_the_bundle_prepares_and_runs_on_every_firmware_claimed(tiny_build):
     m = json.loads((tiny_build / "metrics/firmware.json").read_text())
     claimed = [c["firmware"] for c in tiny_params()["firmware"]["claims"]]
@@ -44,7 +42,6 @@ def test_the_bundle_prepares_and_runs_on_every_firmware_claimed(tiny_build):
 
 
 @pytest.mark.slow
-@needs_libraries
 def test_a_model_of_another_input_size_is_timed_beside_the_2020_model_at_its_own(tiny_build, tmp_path):
     """An 80 px model (a strided-stem candidate): ours runs at 80 px, the 2020 calibration model at
     its own 64 px, and the latency is calibrated on it."""
@@ -52,15 +49,14 @@ def test_a_model_of_another_input_size_is_timed_beside_the_2020_model_at_its_own
     write_params(tmp_path / "params.yaml", tiny_params(**{"model.input_size": 80}))
     result = run_script("firmware_check.py", "--model", model, "--camera",
                         *sorted((tiny_build / "data/frames").glob("camera-*.npy")),
-                        "--test-labels", tiny_build / "data/labels/videos-test.csv", "--libraries", LIBTFLM,
-                        "--calibration-model", tiny_params()["firmware"]["calibration_model"],
+                        "--test-labels", tiny_build / "data/labels/videos-test.csv", "--libraries", *LIBTFLM,
+                        "--calibration-model", pin("published-model"),
                         "--metrics", "firmware.json", cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     latency = json.loads((tmp_path / "firmware.json").read_text())["latency"]
     assert 1.0 < latency["calibration"]["cpi"] < 1.5 and "ms_calibrated" in latency
 
 
-@needs_libraries
 def test_a_per_channel_dense_model_is_refused_with_the_librarys_own_message(tiny_build, tmp_path):
     model = keras_int8(tmp_path / "per-channel.tflite", dense_per_channel=True)
     result = firmware_check(tiny_build, model, tmp_path)
@@ -73,12 +69,11 @@ def test_a_per_channel_dense_model_is_refused_with_the_librarys_own_message(tiny
     assert not (tmp_path / "firmware.json").exists()
 
 
-@needs_libraries
 def test_instruction_counts_are_exact(tmp_path):
     """A fixed model on a fixed library: the same count, op by op, every run."""
     model = keras_int8(tmp_path / "fixed.tflite", dense_per_channel=False).read_bytes()
     inputs = np.random.default_rng(1).integers(-128, 128, (2, 64, 64, 3)).astype(np.int8)
-    lib = firmware.library(LIBTFLM, "73eb1aa")
+    lib = firmware.library(outside_input("openmv-libtflm-73eb1aa"), "73eb1aa")
     builder = firmware.Builder(tmp_path / "build", sorted(openmv_ops()))
     program = builder.program(lib, True, model, inputs)  # the library that times each op
     runs = [firmware.run_program(program) for _ in range(2)]
@@ -100,12 +95,9 @@ def test_a_missing_toolchain_is_one_line_saying_what_to_install(tiny_build, tmp_
         "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm)"]
 
 
-@needs_libraries
 def test_the_2020_model_can_be_timed_as_int8(tmp_path):
-    published = SHARED / "data" / "endpointai" / "reference" / "lightly_resnet9.tflite"
-    if not published.exists():
-        pytest.skip("the published model is not in ../shared")
-    from maskinspect import tflite_graph
+    published = outside_input("published-model")
+    from maskinspect.model import tflite_graph
 
     rewritten = tmp_path / "published-int8.tflite"
     rewritten.write_bytes(firmware.int8_for_timing(published.read_bytes()))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import run_script, tiny_params, write_params
-from maskinspect.frames import load_shards, read_index
-from maskinspect.video import ffmpeg_exe
+from maskinspect.data.frames import load_shards, read_index
+from maskinspect.data.video import ffmpeg_exe
 
 
 def make_video(path, *, size="320x240", rate=25, seconds=2, codec="mpeg4", extra=()):
@@ -43,8 +43,27 @@ def test_demo_shards_hold_every_frame_at_the_stored_size(demo_data):
     assert [r["video"] for r in rows] == ["demo-01"] * per_video
 
 
+def test_shards_stay_mapped_and_any_frames_are_read_from_the_right_shard(tmp_path):
+    from maskinspect.data.frames import write_shard
+
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in (5, 1, 7)]
+    paths = []
+    for k, part in enumerate(parts):
+        write_shard(tmp_path / f"v{k}.npy", tmp_path / f"v{k}.csv", f"v{k}", part, range(len(part)), [None] * len(part))
+        paths.append(tmp_path / f"v{k}.npy")
+    frames = load_shards(paths)
+    whole = np.concatenate(parts)
+    assert all(isinstance(s, np.memmap) for s in frames.shards)
+    positions = [12, 0, 5, 4, 6, 12, 5]     # across shard edges, repeated, out of order
+    assert np.array_equal(frames.rows(positions), whole[positions])
+    assert np.array_equal(frames.take(["v2-000006", "v1-000000", "v0-000000"]), whole[[12, 5, 0]])
+    assert np.array_equal(frames.images, whole) and not isinstance(frames.images, np.memmap)
+    assert np.array_equal(load_shards(paths, mmap=False).images, whole)
+
+
 # The tiny demo's bytes, the same on every x86-64 machine: the renderer draws from a seed, and
-# ffmpeg and x264 run at one fixed instruction set (maskinspect/video.py). A change here is a
+# ffmpeg and x264 run at one fixed instruction set (maskinspect/data/video.py). A change here is a
 # deliberate change to the renderer or the encoder (update the hashes and say why), or a result
 # that depends on the machine: a reproducibility bug.
 TINY_DEMO_SHA256 = {
@@ -140,3 +159,20 @@ def test_bad_files_stop_with_one_line_and_no_output(work, demo_data):
         assert not (work / "out").exists() or not any((work / "out").iterdir()), name
     missing = extract(work, work / "nowhere.mp4", check=False)
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize("codec,extra", [("libx264", ("-pix_fmt", "yuv420p", "-g", "50")), ("mpeg4", ("-g", "30"))])
+def test_frames_found_by_seeking_are_those_of_a_decode_from_the_start(tmp_path, codec, extra):
+    """camera_frames seeks to the segments around the frames it needs; the pixels must be the
+    same as decoding the whole video. Frames far apart (separate seeks), adjacent, first, last."""
+    from maskinspect.data.video import frames_at, frames_by_number
+
+    video = make_video(tmp_path / f"v.{'mp4' if codec == 'libx264' else 'avi'}", rate=25, seconds=30,
+                       codec=codec, extra=extra)
+    wanted = [0, 1, 37, 312, 313, 340, 620, 749]
+    whole = frames_by_number(video, wanted, 96, "center")
+    sought = frames_at(video, {n: n / 25 for n in wanted}, 96, "center")
+    assert sorted(sought) == wanted
+    for n in wanted:
+        assert np.array_equal(sought[n], whole[n]), f"frame {n} differs"
+    assert len({whole[n].tobytes() for n in wanted}) == len(wanted)  # testsrc2 moves: a wrong frame would show

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ENDPOINTAI, copy_repo, init_git, keras_int8, run_script, tiny_params, venv_env, write_params
+from conftest import copy_repo, outside_input, pin, init_git, keras_int8, run_script, tiny_params, venv_env, write_params
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +80,18 @@ def test_pack_images_names_an_unknown_class_folder(folders, tmp_path):
     assert not (tmp_path / "t.npy").exists() and not (tmp_path / "test.npy").exists()
 
 
+@pytest.mark.slow  # a whole build with crossval and the comparison: about 100 s
+@pytest.mark.nightly  # heavy: the nightly CI and `pytest -m slow`, not every .ci/run (docs/ci.md)
 def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, tmp_path):
     work = copy_repo(tmp_path / "repo")
     params = tiny_params()
     params["data"].update(source="images", images_dir=str(folders / "train"), test_dir=str(folders / "test"))
-    published = ENDPOINTAI / "reference" / "lightly_resnet9.tflite"  # the real-data recipe, tiny
     write_params(work / "params.yaml", params)
     init_git(work)
     result = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
     assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr  # the bundle first; the cross-validation follows it
+    assert log.index("(Rule: bundle)") < log.index("localrule crossval:"), log[-4000:]
     for packed in ("data/frames/images-train.npy", "data/frames/images-test.csv", "data/labels/images-train.csv"):
         assert (work / packed).is_file(), packed
     assert not (work / "data/embeddings").exists()  # no selection stages with labelled folders
@@ -100,32 +103,30 @@ def test_images_source_builds_the_bundle_with_crossval_and_comparison(folders, t
     assert sum(f["count"] for f in cv["per_fold"]) == 2 * train_count
     assert sum(map(sum, cv["pooled"]["confusion"]["matrix"])) == 2 * train_count
     assert (work / "dist/openmv/model.tflite").is_file()
-    if published.exists():
-        comparison = json.loads((work / "metrics/published_comparison.json").read_text())
-        assert set(comparison["models"]) == {"published", "ours"}
-        assert comparison["models"]["published"]["model_bytes"] == 91_360
-        assert "refuse" in str(comparison["models"]["published"]["arena_bytes"])
-        assert isinstance(comparison["models"]["ours"]["arena_bytes"], int)
-        assert "| published |" in (work / "metrics/published_comparison.md").read_text()
+    comparison = json.loads((work / "metrics/published_comparison.json").read_text())
+    assert set(comparison["models"]) == {"published", "ours"}
+    assert comparison["models"]["published"]["model_bytes"] == 91_360
+    assert "refuse" in str(comparison["models"]["published"]["arena_bytes"])
+    assert isinstance(comparison["models"]["ours"]["arena_bytes"], int)
+    assert "| published |" in (work / "metrics/published_comparison.md").read_text()
 
 
 def compare(ours, cwd, check=True):
     return run_script("compare_published.py", "--frames", "test.npy", "--camera", "testc.npy",
                       "--test-labels", "test-labels.csv", "--ours", ours,
-                      "--published", ENDPOINTAI / "reference" / "lightly_resnet9.tflite",
+                      "--published", pin("published-model"),
                       "--tflm-metrics", "tflm.json", "--metrics", "cmp.json", "--table", "cmp.md",
                       cwd=cwd, check=check)
 
 
-@pytest.mark.skipif(not (ENDPOINTAI / "reference" / "lightly_resnet9.tflite").exists(), reason="needs ../shared")
 def test_compare_published_scores_a_48_px_model_beside_the_64_px_published_one(folders, tmp_path):
     """A network of another input size (model.input_size with frames.size) is compared with the
     64 px published model through the camera path, each fed the sensor window at its own size; the
     published model's stored-frame figure is left out with the reason, not computed on 48 px frames."""
-    from maskinspect import runtime
-    from maskinspect.camera import camera_pixels
-    from maskinspect.evaluation import labels_of, report
-    from maskinspect.labels import read_labelled
+    from maskinspect.device import runtime
+    from maskinspect.device.camera import camera_pixels
+    from maskinspect.model.evaluation import labels_of, report
+    from maskinspect.data.labels import read_labelled
 
     write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
     pack(folders / "train", folders / "test", tmp_path)
@@ -141,7 +142,7 @@ def test_compare_published_scores_a_48_px_model_beside_the_64_px_published_one(f
     ids, labels = read_labelled(tmp_path / "test-labels.csv")
     sensor = np.load(tmp_path / "testc.npy")
     expected = report(labels, labels_of(runtime.run_litert(
-        ENDPOINTAI / "reference" / "lightly_resnet9.tflite", camera_pixels(sensor, 64)).scores))
+        outside_input("published-model"), camera_pixels(sensor, 64)).scores))
     assert m["published"]["camera"]["balanced_accuracy"] == expected["balanced_accuracy"]
     assert m["published"]["camera"]["confusion"] == expected["confusion"]
     assert m["ours"]["input"] == "int8 [1, 48, 48, 3]" and m["published"]["input"] == "uint8 [1, 64, 64, 3]"
@@ -151,9 +152,8 @@ def test_compare_published_scores_a_48_px_model_beside_the_64_px_published_one(f
     assert "not scored on the stored frames" in result.stderr
 
 
-@pytest.mark.skipif(not (ENDPOINTAI / "reference" / "lightly_resnet9.tflite").exists(), reason="needs ../shared")
 def test_compare_published_refuses_our_model_when_it_does_not_take_the_stored_frames(folders, tmp_path):
-    from maskinspect import runtime
+    from maskinspect.device import runtime
 
     write_params(tmp_path / "params.yaml", tiny_params(**{"frames.size": 48, "model.input_size": 48}))
     pack(folders / "train", folders / "test", tmp_path)

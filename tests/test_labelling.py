@@ -17,7 +17,7 @@ from conftest import ROOT, run_script, tiny_params, venv_env, write_params
 sys.path.insert(0, str(ROOT))
 from maskinspect import CLASSES  # noqa: E402
 from maskinspect.errors import PipelineError  # noqa: E402
-from maskinspect.labels import read_labels  # noqa: E402
+from maskinspect.data.labels import read_labels  # noqa: E402
 
 EXPORTS = Path(__file__).parent / "data" / "label-studio"
 CHROMIUM = shutil.which("chromium")
@@ -68,7 +68,7 @@ def handoff(demo_data, tmp_path):
     done = [selected[1], test[2], ids[0]]  # ids[0]: a row for a frame not asked for, which must stay
     labels.write_text("frame_id,label\n" + "".join(f"{i},{truth[i]}\n" for i in done))
     result = annotate(tmp_path, demo_data)
-    assert result.returncode == 1
+    assert result.returncode == 3
     order = [i for i in selected + test if i not in done]
     return tmp_path, truth, order, labels, result
 
@@ -84,7 +84,12 @@ def annotate(work, demo_data):
 def test_the_hand_off_holds_the_frames_in_labelling_order(handoff):
     work, _truth, order, _labels, result = handoff
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "8 of 10 frames lack labels: run `maskinspect label`" in lines[0]
+    assert result.returncode == 3 and lines == [
+        "Labels needed: 8 of the 10 frames chosen for labelling have none yet (5 to train on, 3 for the test sample).",
+        "  Label them in your browser:  scripts/venv.sh maskinspect label",
+        "  or in Label Studio:          import data/labels/to_label/label-studio/ (README, \"Your own videos\")",
+        "  or by hand:                  fill in data/labels/to_label.csv and save it as data/labels/labels.csv",
+        "The answers go to data/labels/labels.csv. Then run the build again: it carries on from here."]
     folder = work / "data" / "labels" / "to_label"
     queue = json.loads((folder / "queue.json").read_text())
     assert [f["frame_id"] for f in queue["frames"]] == order  # the coreset's order, then the test sample
@@ -133,7 +138,7 @@ def test_labelling_page_by_keyboard_survives_a_killed_server(handoff, demo_data)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
+            page = browser.new_page(bypass_csp=True)  # playwright's waits evaluate strings; the page's CSP forbids it
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url)
@@ -201,7 +206,8 @@ def test_an_unknown_frame_is_refused_and_nothing_is_written(handoff):
     before = labels.read_bytes()
     server, url = start_server(work)
     try:
-        request = urllib.request.Request(url + "api/label", data=json.dumps({"frame_id": "demo-09-000001",
+        base, _, query = url.partition("?")
+        request = urllib.request.Request(base + "api/label?" + query, data=json.dumps({"frame_id": "demo-09-000001",
                                          "label": "good"}).encode(), headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as failed:
             urllib.request.urlopen(request, timeout=10)
@@ -211,3 +217,192 @@ def test_an_unknown_frame_is_refused_and_nothing_is_written(handoff):
         server.kill()
         server.wait()
     assert labels.read_bytes() == before
+
+
+# -- only the user's own page gets in --------------------------------------------------------------
+
+ATTACK_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><script>
+async function attack(target, fid, token) {
+  const query = token ? `?token=${token}` : "";
+  const out = {};
+  // a "simple request": no preflight, as any web page can send it
+  try {
+    await fetch(`${target}/api/label${query}`, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                                                body: JSON.stringify({frame_id: fid, label: "bad"})});
+    out.simple_write = "sent";
+  } catch (e) { out.simple_write = "failed"; }
+  // a JSON write: the browser asks first (preflight)
+  try {
+    const r = await fetch(`${target}/api/label${query}`, {method: "POST", headers: {"Content-Type": "application/json",
+                          "X-Maskinspect-Token": token}, body: JSON.stringify({frame_id: fid, label: "bad"})});
+    out.json_write = `answered ${r.status}`;
+  } catch (e) { out.json_write = "blocked"; }
+  try { const r = await fetch(`${target}/api/state${query}`); out.read = `answered ${r.status}: ${await r.text()}`; }
+  catch (e) { out.read = "blocked"; }
+  out.image = await new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => resolve(`loaded ${img.naturalWidth}x${img.naturalHeight}`);
+    img.onerror = () => resolve("refused");
+    img.src = `${target}/images/${fid}.png${query}`;
+  });
+  return out;
+}
+</script>"""
+
+
+def serve_attack_page(folder: Path):
+    """Another site, on another loopback port: a page that tries the labelling server."""
+    import functools
+    import http.server
+    import threading
+
+    (folder / "index.html").write_text(ATTACK_PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/venv.sh installs it)")
+def test_a_page_of_another_origin_can_neither_write_labels_nor_read_frames(handoff, tmp_path):
+    """Headless Chromium opens a page served from another loopback port, which tries a cross-origin
+    write (a simple request, and a JSON one) and reads of the state and of a frame: without the
+    token, and with it (as if it had leaked). Everything is refused; the labels file is unchanged."""
+    from playwright.sync_api import sync_playwright
+    from urllib.parse import parse_qs, urlsplit
+
+    work, _truth, order, labels, _ = handoff
+    before = labels.read_bytes()
+    server, url = start_server(work)
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    target = url.split("/?")[0]
+    (tmp_path / "site").mkdir()
+    site = serve_attack_page(tmp_path / "site")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{site.server_address[1]}/index.html")
+            for known in ("", token):
+                out = page.evaluate("([t, f, k]) => attack(t, f, k)", [target, order[0], known])
+                assert out["simple_write"] in ("sent", "failed")  # no-cors: the page never sees the answer
+                assert out["json_write"] == "blocked", out   # the preflight is never granted
+                assert out["read"] == "blocked", out         # no CORS header: the answer is not readable
+                assert out["image"] == "refused", out        # 403, and Cross-Origin-Resource-Policy
+            browser.close()
+    finally:
+        site.shutdown()
+        server.kill()
+        server.wait()
+    assert labels.read_bytes() == before
+
+
+def test_a_foreign_host_or_a_missing_token_is_refused_even_from_this_machine(handoff):
+    """DNS rebinding sends the attacker's host name: refused, even with the right token."""
+    import http.client
+    from urllib.parse import parse_qs, urlsplit
+
+    work, _truth, order, labels, _ = handoff
+    before = labels.read_bytes()
+    server, url = start_server(work)
+    parts = urlsplit(url)
+    token = parse_qs(parts.query)["token"][0]
+
+    def ask(method, path, host, body=None, kind="application/json"):
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
+        headers = {"Host": host}
+        if body is not None:
+            headers["Content-Type"] = kind
+        conn.request(method, path, body=body, headers=headers)
+        answer = conn.getresponse()
+        status, text, cors = answer.status, answer.read().decode(), answer.getheader("Access-Control-Allow-Origin")
+        conn.close()
+        return status, text, cors
+
+    own = f"127.0.0.1:{parts.port}"
+    write = json.dumps({"frame_id": order[0], "label": "bad"})
+    try:
+        assert ask("GET", f"/api/state?token={token}", f"evil.example:{parts.port}")[0] == 403
+        assert ask("POST", f"/api/label?token={token}", f"evil.example:{parts.port}", write)[0] == 403
+        assert ask("GET", "/api/state", own)[0] == 403                                # no token
+        assert ask("GET", "/api/state?token=guessed", own)[0] == 403                  # a wrong one
+        assert ask("POST", f"/api/label?token={token}", own, write, "text/plain")[0] == 415   # not JSON
+        assert ask("POST", f"/api/label?token={token}", own, "x" * 5000)[0] == 413            # too large
+        status, text, cors = ask("OPTIONS", f"/api/label?token={token}", own)
+        assert status == 405 and cors is None
+        assert labels.read_bytes() == before
+        status, text, cors = ask("GET", f"/api/state?token={token}", own)             # the page's own request
+        assert status == 200 and cors is None and json.loads(text)["frames"][0]["frame_id"] == order[0]
+    finally:
+        server.kill()
+        server.wait()
+
+
+# -- the hand-off as a step of the build, in both front ends ------------------------------------------
+
+@pytest.fixture()
+def own_videos(demo_data, tmp_path):
+    """A tiny checkout of someone's own line: the two demo videos as data/videos, no labels yet."""
+    from conftest import copy_repo, init_git
+
+    work = copy_repo(tmp_path / "repo")
+    (work / "data" / "videos").mkdir(parents=True)
+    for video in sorted((demo_data / "videos").glob("*.mp4")):
+        shutil.copy(video, work / "data" / "videos" / video.name)
+    params = tiny_params(**{"data.source": "videos"})
+    params["select"].update(share=0.1, test_share=0.05)  # the defaults' rule, on 120 frames: 12 + 6
+    write_params(work / "params.yaml", params)
+    subprocess.run([sys.executable, "scripts/sync_dvc.py"], cwd=work, check=True, capture_output=True, env=venv_env())
+    return init_git(work)
+
+
+SCREEN_START = "Labels needed: 18 of the 18 frames chosen for labelling have none yet (12 to train on, 6 for the test sample)."
+
+
+def test_a_build_that_needs_labels_stops_with_a_short_screen_in_both_front_ends(own_videos):
+    """Snakemake: exit 3, the screen as its last lines, no Snakemake error, the hand-off written.
+    DVC: the same screen from the annotate stage, and DVC's one line that the stage stopped."""
+    work = own_videos
+    snake = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
+    assert snake.returncode == 3, snake.stderr[-3000:]
+    tail = snake.stderr.strip().splitlines()[-5:]
+    assert tail[0] == SCREEN_START and tail[1] == "  Label them in your browser:  scripts/venv.sh maskinspect label"
+    for noise in ("Error in rule", "RuleException", "Traceback", "CalledProcessError", "Exiting because"):
+        assert noise not in snake.stdout + snake.stderr, noise
+    queue = json.loads((work / "data/labels/to_label/queue.json").read_text())
+    assert len(queue["frames"]) == 18 and not (work / "data/labels/videos-train.csv").exists()
+
+    again = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
+    assert again.returncode == 3 and again.stderr.strip().splitlines()[-5] == SCREEN_START  # still waiting
+
+    repro = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=venv_env())
+    assert repro.returncode != 0
+    lines = repro.stderr.strip().splitlines()
+    assert SCREEN_START in lines and "Traceback" not in repro.stderr
+    assert [x for x in lines if x.startswith("ERROR")] == [
+        x for x in lines if x.startswith("ERROR: failed to reproduce 'annotate'")]
+
+
+@pytest.mark.slow
+@pytest.mark.nightly  # heavy: the nightly CI and `pytest -m slow`, not every .ci/run (docs/ci.md)
+def test_once_labelled_the_build_carries_on_to_the_bundle(own_videos, demo_data):
+    work = own_videos
+    assert subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True,
+                          env=venv_env()).returncode == 3
+    truth = {r["frame_id"]: r["label"] for r in csv.DictReader((demo_data / "truth.csv").open())}
+    todo = [r["frame_id"] for r in csv.DictReader((work / "data/labels/to_label.csv").open())]
+    (work / "data/labels/labels.csv").write_text("frame_id,label\n" + "".join(f"{f},{truth[f]}\n" for f in todo))
+    build = subprocess.run(["snakemake", "--cores", "2"], cwd=work, capture_output=True, text=True, env=venv_env())
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert (work / "dist/openmv.zip").is_file()
+    # a dozen labels may not fill 2 folds of every class: then the cross-validation says so and stops nothing
+    cv = json.loads((work / "metrics/crossval.json").read_text())
+    train = [r["label"] for r in csv.DictReader((work / "data/labels/videos-train.csv").open())]
+    if min(train.count(c) for c in ("bad", "good", "no_mask")) < 2:
+        assert cv["skipped"].startswith("No cross-validation yet: 2 folds need at least 2 labelled frames of each")
+        assert "Label more" in (work / "dist/report.html").read_text()
+    else:
+        assert "skipped" not in cv and 0 <= cv["balanced_accuracy_mean"] <= 1
+    assert "Data and pipelines are up to date." in subprocess.run(["dvc", "status"], cwd=work, capture_output=True,
+                                                                   text=True, env=venv_env()).stdout

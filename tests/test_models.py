@@ -6,12 +6,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import ENDPOINTAI, MODEL_CFG
-from maskinspect import models
+from conftest import MODEL_CFG, outside_input
+from maskinspect.model import models
 from maskinspect.errors import PipelineError
-
-needs_shared = pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
-
 
 def test_published_architecture_size_and_work():
     model = models.build_classifier(MODEL_CFG).eval()
@@ -55,9 +52,8 @@ def test_block1_stride_moves_the_first_downsampling_into_block1_with_the_same_we
     assert counter.get_total_flops() < 0.8 * 33_357_920  # block 1's two convs at a quarter of their work
 
 
-@needs_shared
 def test_published_lightly_checkpoint_fills_every_backbone_tensor():
-    state = models.read_lightly_checkpoint(ENDPOINTAI / "reference" / "pretrained.ckpt")
+    state = models.read_lightly_checkpoint(outside_input("published-checkpoint"))
     backbone = models.build_backbone(MODEL_CFG)
     assert set(state) == set(backbone.state_dict())
     models.load_into(backbone, state, "pretrained.ckpt")
@@ -65,9 +61,8 @@ def test_published_lightly_checkpoint_fills_every_backbone_tensor():
         assert torch.equal(tensor, state[key]), key
 
 
-@needs_shared
 def test_published_finetuned_state_dict_loads_into_the_classifier():
-    state = torch.load(ENDPOINTAI / "reference" / "finetuned.pt", map_location="cpu", weights_only=True)
+    state = torch.load(outside_input("published-classifier"), map_location="cpu", weights_only=True)
     model = models.build_classifier(MODEL_CFG)
     models.load_into(model, state, "finetuned.pt")
     assert torch.equal(model.classifier[0].weight, state["classifier.0.weight"])
@@ -86,9 +81,29 @@ def test_checkpoint_loading_never_runs_code_from_the_file(tmp_path):
     torch.save({"state_dict": {"model.backbone.0.weight": torch.ones(3)}, "callback": _Evil()}, path)
     if os.path.exists("/tmp/maskinspect-pwned"):
         os.remove("/tmp/maskinspect-pwned")
-    state = models.read_lightly_checkpoint(path)
+    with pytest.raises(PipelineError, match=r"evil.ckpt: its pickle calls posix.system, .* refused"):
+        models.read_lightly_checkpoint(path)
     assert not os.path.exists("/tmp/maskinspect-pwned")
-    assert list(state) == ["0.weight"]
+
+
+def test_a_training_frameworks_own_objects_load_as_inert_stubs(tmp_path, monkeypatch):
+    """A Lightning callback of a class Lightly no longer has (as in the published checkpoint)."""
+    import sys
+    import types
+
+    module = types.ModuleType("lightly.embedding._callback")
+
+    class CustomModelCheckpoint:
+        pass
+
+    CustomModelCheckpoint.__module__, CustomModelCheckpoint.__qualname__ = module.__name__, "CustomModelCheckpoint"
+    module.CustomModelCheckpoint = CustomModelCheckpoint
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # only while saving: gone when loading
+    path = tmp_path / "lightly.ckpt"
+    torch.save({"state_dict": {"model.backbone.0.weight": torch.ones(3)}, "callbacks": [CustomModelCheckpoint()]},
+               path)
+    monkeypatch.delitem(sys.modules, module.__name__)
+    assert list(models.read_lightly_checkpoint(path)) == ["0.weight"]
 
 
 def test_mismatched_weights_name_the_tensor(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, git, tiny_params, venv_env, write_params
-from maskinspect import params as params_mod
+from maskinspect.workflow import params as params_mod
 from maskinspect.workflow import dvcfile, stages
 
 
@@ -30,13 +30,13 @@ def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 def snakemake_jobs(cwd: Path, *extra: str) -> list[str]:
     """Rule names Snakemake would run (dry run), without the `all` target."""
     out = sh(cwd, "snakemake", "-n", *extra).stdout
-    jobs = re.findall(r"^(?:local)?rule (\w+):", out, re.M) if "Nothing to be done" not in out else []
+    jobs = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out, re.M) if "Nothing to be done" not in out else []
     return sorted(j for j in jobs if j != "all")
 
 
 def ran(output: str) -> list[str]:
     """Rules a Snakemake build ran, from its log."""
-    return sorted(j for j in re.findall(r"^(?:local)?rule (\w+):", output, re.M) if j != "all")
+    return sorted(j for j in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", output, re.M) if j != "all")
 
 
 def dvc_ran(output: str) -> list[str]:
@@ -140,6 +140,7 @@ def test_a_last_stage_param_reruns_only_that_stage_and_the_report(built):
 
 
 @pytest.mark.slow
+@pytest.mark.nightly  # heavy: the nightly CI and `pytest -m slow`, not every .ci/run (docs/ci.md)
 def test_snakemake_and_dvc_builds_give_the_same_bytes(tiny_build, tiny_source, tmp_path):
     """A clean clone built by `dvc repro`: every artifact byte-identical to the Snakemake build.
     (Slow: a whole second build, about 1.5 minutes; CI's step 3 runs it.)"""
@@ -166,16 +167,18 @@ def test_replacing_one_video_rebuilds_only_its_frames_and_what_follows(built):
     frames = ["data/frames/line-a.npy", "data/frames/line-b.npy"]
     sh(built, "snakemake", "--cores", "2", *frames)
     assert snakemake_jobs(built, *frames) == []
-    whole = snakemake_jobs(built)
+    # The bundle named: the default target of a build from videos waits on the selection (a
+    # checkpoint, which may hand frames off for labelling), so a dry run of it stops there.
+    whole = snakemake_jobs(built, "dist/openmv.zip")
     assert "extract_frames" not in whole and {"pretrain", "finetune", "bundle"} <= set(whole)
 
     # Replace line-b with another video of the same length.
     shutil.copy(built / "data/demo/videos/demo-00.mp4", built / "data/videos/line-b.mp4")
     assert snakemake_jobs(built, *frames) == ["extract_frames"]
-    jobs = snakemake_jobs(built)
+    jobs = snakemake_jobs(built, "dist/openmv.zip")
     assert jobs.count("extract_frames") == 1 and "render_demo" not in jobs
     assert {"pretrain", "finetune", "bundle"} <= set(jobs)
-    dry = sh(built, "snakemake", "-n").stdout
+    dry = sh(built, "snakemake", "-n", "dist/openmv.zip").stdout
     assert "data/frames/line-b.npy" in dry and "output: data/frames/line-a.npy" not in dry
     status = sh(built, "dvc", "status").stdout
     assert "extract_frames@line-b" in status and "extract_frames@line-a" not in status
@@ -188,3 +191,16 @@ def test_a_snakemake_config_override_is_refused_with_one_line(tiny_source):
         errors = [line for line in result.stderr.splitlines() if line.startswith("Snakefile: error:")]
         assert errors == ["Snakefile: error: settings live in params.yaml: edit it, or run "
                           "`dvc exp run -S key=value`; Snakemake's --config and --configfile are not used"]
+
+
+def test_training_stages_ask_the_cluster_for_a_gpu_as_the_setting_says(monkeypatch):
+    from maskinspect.workflow import frontend, stages
+
+    assert {"pretrain", "embed", "finetune", "crossval"} <= stages.GPU
+    monkeypatch.delenv("MASKINSPECT_GPU_GRES", raising=False)
+    monkeypatch.delenv("MASKINSPECT_GPUS", raising=False)
+    assert frontend.gpu_request() == {"gpu": 1}
+    monkeypatch.setenv("MASKINSPECT_GPU_GRES", "gpu:a100:1")
+    assert frontend.gpu_request() == {"gres": "gpu:a100:1"}  # SLURM's --gres
+    monkeypatch.setenv("MASKINSPECT_GPUS", "0")
+    assert frontend.gpu_request() == {}  # a cluster without GPUs, CI's

@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, repo_params, run_script, write_params
-from maskinspect import params as params_mod
+from maskinspect.workflow import params as params_mod
 from maskinspect.errors import PipelineError
 
 

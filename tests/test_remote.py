@@ -11,7 +11,8 @@ import yaml
 
 from conftest import ROOT, git, venv_env
 
-ACCESS_KEY, SECRET_KEY = "maskinspect", "maskinspect-test-secret"
+# Distinctive values, so that a search of every file written can tell them from anything else.
+ACCESS_KEY, SECRET_KEY = "AKIAMASKTEST7F3K2Q9Z", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYmaskSECRET"
 TAG = "tiny-model-v1"
 
 
@@ -259,7 +260,7 @@ def test_a_remote_lost_in_the_middle_of_a_push_loses_nothing_and_a_second_push_c
                                         AWS_MAX_ATTEMPTS="1"))
     assert proxy.gone.is_set() and first.returncode == 1
     lines = first.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("maskinspect push: error: flaky: ") and \
+    assert len(lines) == 1 and lines[0].startswith(f"maskinspect push: error: flaky (http://127.0.0.1:{proxy.port}): ") and \
         "files failed to upload" in lines[0] and f"127.0.0.1:{proxy.port}" in lines[0], first.stderr
     assert {p: (published / p).read_bytes() for p in before} == before  # local state intact
     assert sorted(p.relative_to(published) for p in (published / ".dvc/cache").rglob("*") if p.is_file()) == cache
@@ -274,3 +275,35 @@ def test_a_remote_lost_in_the_middle_of_a_push_loses_nothing_and_a_second_push_c
     dvc(clone, "remote", "modify", "--local", "flaky", "verify", "true")
     dvc(clone, "pull", "-r", "flaky")
     assert outputs(clone) == outputs(published)
+
+
+def test_credentials_from_the_environment_end_up_in_no_file_and_no_error_line(published, seaweedfs, tmp_path):
+    """A push and a pull with the keys in the environment, then a push with a wrong secret: every
+    file the build, DVC and Snakemake wrote (logs, dvc.lock, metrics, the report, .dvc/config,
+    DVC's and Snakemake's state) holds neither key, and the error names the endpoint."""
+    dvc(published, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    dvc(published, "push")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(published), str(clone))
+    dvc(clone, "remote", "modify", "--local", "storage", "endpointurl", seaweedfs)
+    dvc(clone, "pull")
+    (clone / "models" / "extra.bin").write_bytes(b"x")  # something new to push, so the wrong key is used
+    dvc(clone, "add", "models/extra.bin", check=False)
+    wrong = subprocess.run([str(ROOT / ".venv" / "bin" / "maskinspect"), "push"], cwd=clone, capture_output=True,
+                           text=True, env=venv_env(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY="not-the-secret",
+                                                   AWS_MAX_ATTEMPTS="1"), timeout=300)
+    assert wrong.returncode == 1
+    errors = [x for x in wrong.stderr.splitlines() if x.startswith("maskinspect push: error:")]
+    assert len(errors) == 1, wrong.stderr[-3000:]
+    line = errors[0]
+    assert ACCESS_KEY not in wrong.stderr + wrong.stdout and "not-the-secret" not in wrong.stderr + wrong.stdout
+    assert line.startswith(f"maskinspect push: error: storage ({seaweedfs}): "), line
+    searched = 0
+    for root in (published, clone):
+        for path in root.rglob("*"):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and not path.is_symlink() and not rel.startswith((".git/objects/", "tests/")):
+                data = path.read_bytes()
+                searched += 1
+                assert ACCESS_KEY.encode() not in data and SECRET_KEY.encode() not in data, path  # tests/ defines them
+    assert searched > 100

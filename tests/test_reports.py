@@ -1,5 +1,6 @@
 """Metrics, plots, experiments and the Snakemake report, on the tiny build."""
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,7 +31,8 @@ def test_dvc_metrics_show_one_flat_summary_that_fits_a_terminal(tiny_build):
 def test_dvc_plots_render_curves_and_confusion(tiny_build, tmp_path):
     run(tiny_build, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
-    for title in ("SimCLR pretraining loss", "fine-tuning", "float model on the test sample",
+    for title in ("SimCLR pretraining loss", "fine-tuning: training batches and the test sample",
+                  "float model on the test sample",
                   "int8 model on the test sample"):
         assert f'"text": "{title}"' in html, title
     for image in ("embedding_map", "finetune_confusion", "int8_confusion"):
@@ -73,17 +75,45 @@ def test_snakemake_report_holds_the_plots(tiny_build, tmp_path):
         assert name in html, name
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_build_report_opens_in_chromium_with_every_image_and_no_console_error(tiny_build, tmp_path):
-    """dist/report.html, the page a person opens: every image loads, no console error, the
-    screenshot is not blank, and what it says is this build's (the bundle's sha256, the
-    selection in coreset order, the misclassified frames three ways)."""
+# What a person sees, read in the page: every picture drawn (not blank: its pixels vary), the legend of
+# class colours, and the colour of each labelled thumbnail's border.
+SEEN = """() => {
+  const blank = (img) => {
+    const c = document.createElement("canvas"); c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let lo = 255, hi = 0;
+    for (let i = 0; i < d.length; i += 4 * 7) { const v = d[i] + d[i + 1] + d[i + 2]; lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    return hi - lo < 30;
+  };
+  return {
+    images: Array.from(document.images).map((i) => [i.complete, i.naturalWidth, i.alt, blank(i)]),
+    legend: Array.from(document.querySelectorAll(".legend .key")).map((k) =>
+      [k.textContent.trim(), getComputedStyle(k.querySelector(".swatch")).backgroundColor]),
+    borders: Array.from(document.querySelectorAll(".card")).map((c) =>
+      [c.querySelector("p").textContent, getComputedStyle(c.querySelector("img")).borderTopColor]),
+    captions: Array.from(document.querySelectorAll(".card figcaption")).map((f) => f.textContent),
+  };
+}"""
+
+
+def rgb(hex_colour: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (scripts/venv.sh installs it)")
+def test_build_report_shows_a_person_every_plot_one_colour_per_class_and_no_console_error(tiny_build, tmp_path):
+    """dist/report.html in headless Chromium: every picture loads and none is blank, the legend
+    gives one colour per class and every border uses it, both pictures of a wrong frame have a
+    caption, the headline figures have names, and what it says is this build's."""
     import csv
     import hashlib
 
     import numpy as np
     from PIL import Image
     from playwright.sync_api import sync_playwright
+
+    from maskinspect.report.page import CLASS_COLOURS, HEADLINE_NAMES
 
     report = tiny_build / "dist/report.html"
     errors: list[str] = []
@@ -94,20 +124,33 @@ def test_build_report_opens_in_chromium_with_every_image_and_no_console_error(ti
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(report.as_uri(), wait_until="load")
-            images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+            seen = page.evaluate(SEEN)
             sections = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
             text = page.inner_text("body")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
         finally:
             browser.close()
     assert errors == []
-    assert images and all(done and width > 0 for done, width in images)
+    assert seen["images"] and all(done and width > 0 for done, width, _alt, _blank in seen["images"])
+    assert [alt for _done, _w, alt, blank in seen["images"] if blank] == []
+    charts = [alt for _d, _w, alt, _b in seen["images"]]
+    assert "embedding map" in charts and "fine-tuning: loss" in charts and "fine-tuning: accuracy" in charts
     shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"), dtype=np.float32)
-    assert shot.std() > 10  # text, tables and pictures, not a blank page
+    assert shot.std() > 10
 
-    assert sections == ["Model card", "Headline figures (metrics/summary.json)", "Confusion matrices: test sample",
+    assert seen["legend"] == [[name, rgb(colour)] for name, colour in CLASS_COLOURS.items()]
+    assert seen["borders"]  # the tiny build gets some test frames wrong
+    for caption, border in seen["borders"]:
+        true = re.search(r"true: (bad|good|no_mask)", caption).group(1)
+        assert border == rgb(CLASS_COLOURS[true]), (caption, border)
+    assert seen["captions"][:2] == ["stored frame", "as the camera feeds it"]
+    assert len(seen["captions"]) == 2 * len(seen["borders"])
+
+    assert sections == ["Model card", "Headline figures", "Confusion matrices: test sample",
                         "Test frames the model gets wrong", "Frames selected for labelling", "Embedding map",
-                        "Training curves"]
+                        "Training curves", "Your learning curve"]
+    assert all(name in text for name in HEADLINE_NAMES.values())
+    assert "the newest commit that changed the code, settings or pinned inputs the bundle is built from" in text
     assert hashlib.sha256((tiny_build / "dist/openmv.zip").read_bytes()).hexdigest() in text
     selected = sorted(csv.DictReader((tiny_build / "data/selection/selected.csv").open()), key=lambda r: int(r["rank"]))
     shown = [line.split()[1] for line in text.splitlines() if line.startswith("#") and "-" in line]
@@ -124,7 +167,7 @@ def test_crossval_runs_on_different_splits_join_into_what_one_run_writes(tmp_pat
 
     from conftest import ROOT
     from maskinspect import CLASSES
-    from maskinspect.evaluation import report
+    from maskinspect.model.evaluation import report
 
     spec = importlib.util.spec_from_file_location("combine_crossval", ROOT / "benchmarks/combine_crossval.py")
     combine = importlib.util.module_from_spec(spec)

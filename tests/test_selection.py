@@ -2,8 +2,9 @@
 import csv
 
 import numpy as np
+import pytest
 from conftest import run_script, tiny_params, write_params
-from maskinspect.selection import k_center_greedy, split, time_blocks
+from maskinspect.data.selection import k_center_greedy, split, time_blocks
 
 
 def test_k_center_picks_the_spread_out_points_first():
@@ -71,3 +72,64 @@ def test_select_stage_writes_lists_and_map(demo_data, tmp_path):
                      "--selected", "s2.csv", "--test-sample", "t2.csv", "--map", "m2.png", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "frame nope-000001 is in no frame index" in bad.stderr
     assert not (tmp_path / "s2.csv").exists()
+
+
+# -- rounds of active learning ------------------------------------------------------------------------
+
+def _margins(root):
+    """Each frame's margin under the classifier the build made, by frame id, and the training pool."""
+    import numpy as np
+
+    from maskinspect.command.propose import model_outputs
+    from maskinspect.data.frames import load_shards, read_index
+    from maskinspect.data.labels import read_labelled
+    from maskinspect.data.selection import selection
+    from maskinspect.data.strategies import softmax
+    from maskinspect.workflow import params as params_mod
+
+    params = params_mod.load(root / "params.yaml")
+    ids = read_labelled(root / "data/embeddings/ids.csv")[0]
+    rows = {r["frame_id"]: r for p in sorted((root / "data/frames").glob("demo-*.csv")) for r in read_index(p)}
+    result, _n, _t = selection(np.load(root / "data/embeddings/embeddings.npy"), ids, rows, params["select"], "ids")
+    frames = load_shards(sorted((root / "data/frames").glob("demo-*.npy"))).take(ids, "frame")
+    p = np.sort(softmax(model_outputs(root, params, frames)[0]), axis=1)
+    return dict(zip(ids, p[:, -1] - p[:, -2])), {ids[i] for i in result.pool}
+
+
+@pytest.mark.slow
+@pytest.mark.nightly  # heavy: the nightly CI and `pytest -m slow`, not every .ci/run (docs/ci.md)
+def test_two_rounds_add_the_frames_the_model_is_least_sure_of_and_the_build_retrains_on_them(built_copy):
+    import json
+    import subprocess
+
+    from conftest import ROOT, venv_env
+
+    root = built_copy
+    maskinspect = str(ROOT / ".venv" / "bin" / "maskinspect")
+    before = json.loads((root / "metrics/finetune.json").read_text())
+    test_sample = (root / "data/selection/test.csv").read_bytes()
+    selected = [r["frame_id"] for r in csv.DictReader((root / "data/selection/selected.csv").open())]
+    rounds = []
+    for n in (1, 2):
+        margins, pool = _margins(root)
+        result = subprocess.run([maskinspect, "propose", "--next", "8", "--strategy", "margin"], cwd=root,
+                                capture_output=True, text=True, env=venv_env(), timeout=600)
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader((root / f"data/selection/rounds/round-{n:02d}.csv").open()))
+        chosen = [r["frame_id"] for r in rows]
+        candidates = sorted((m, f) for f, m in margins.items() if f in pool and f not in set(selected))
+        assert chosen == [f for _m, f in candidates[:8]]  # the model's least sure, least sure first
+        assert all(r["guess"] in ("bad", "good", "no_mask") and 0 < float(r["confidence"]) <= 1 for r in rows)
+        rounds.append(chosen)
+        build = subprocess.run(["snakemake", "--cores", "2"], cwd=root, capture_output=True, text=True,
+                               env=venv_env(), timeout=1800)
+        assert build.returncode == 0, build.stderr[-3000:]
+        now = [r["frame_id"] for r in csv.DictReader((root / "data/selection/selected.csv").open())]
+        assert now == selected + chosen  # the round's frames join the selection, in its order
+        selected = now
+        after = json.loads((root / "metrics/finetune.json").read_text())
+        assert after["train_count"] == before["train_count"] + 8 * n  # retrained on them (the demo's truth labels)
+        assert (root / "data/selection/test.csv").read_bytes() == test_sample  # the test sample never moves
+    assert not set(rounds[0]) & set(rounds[1])
+    assert "Data and pipelines are up to date." in subprocess.run(["dvc", "status"], cwd=root, capture_output=True,
+                                                                   text=True, env=venv_env()).stdout

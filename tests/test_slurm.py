@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import git, venv_env
-from maskinspect import params as params_mod
+from maskinspect.workflow import params as params_mod
 from maskinspect.workflow import stages
 from slurm_cluster import DEFAULT_CONF, missing_tools, slurm_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nightly]  # heavy: not every .ci/run (docs/ci.md)
 
 
 def test_tiny_pipeline_on_slurm_gives_the_local_build(tiny_source, tiny_build, tmp_path):
@@ -62,3 +62,4 @@ def test_tiny_pipeline_on_slurm_gives_the_local_build(tiny_source, tiny_build, t
                            cwd=clone, capture_output=True, text=True, env=venv_env())
     assert check.returncode == 0, check.stderr
     assert "dist/openmv.zip" in committed and Path(clone / "dist/openmv.zip").is_file()
+

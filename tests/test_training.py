@@ -4,12 +4,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import ENDPOINTAI, MODEL_CFG, run_script, tiny_params, write_params
-from maskinspect import CLASSES, models
+from conftest import MODEL_CFG, outside_input, pin, run_script, tiny_params, write_params
+from maskinspect import CLASSES
+from maskinspect.model import models
 from maskinspect.errors import PipelineError
-from maskinspect.evaluation import labels_of, report
-from maskinspect.finetune import class_weights, finetune
-from maskinspect.training import batched_forward, seed_everything
+from maskinspect.model.evaluation import labels_of, report
+from maskinspect.model.finetune import class_weights, finetune
+from maskinspect.model.training import batched_forward, seed_everything
 
 
 def sha(path):
@@ -30,12 +31,12 @@ def test_pretraining_is_deterministic_and_lowers_the_loss(demo_data, tmp_path):
     assert set(state) == set(models.build_backbone(MODEL_CFG).state_dict())
 
 
-@pytest.mark.skipif(not ENDPOINTAI.exists(), reason="../shared/data/endpointai is not beside the repository")
 def test_published_checkpoint_used_as_is(demo_data, tmp_path):
-    ckpt = ENDPOINTAI / "reference" / "pretrained.ckpt"
+    ckpt = outside_input("published-checkpoint")
     write_params(tmp_path / "params.yaml", tiny_params(**{"demo_recipe.pretrain.epochs": 0,
-                                                                 "demo_recipe.pretrain.init": str(ckpt)}))
-    run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")), "--init", ckpt,
+                                                                 "demo_recipe.pretrain.init": "pinned:published-checkpoint"}))
+    run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
+               "--init", pin("published-checkpoint"),
                "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path)
     ours = models.load_weights(tmp_path / "b.safetensors")
     published = models.read_lightly_checkpoint(ckpt)
@@ -117,3 +118,23 @@ def test_bad_weight_turns_doubtful_frames_into_bad():
         finetune(model, x, y, cfg, 64)
         said_bad[bad_weight] = labels_of(batched_forward(model, test_x, 64, 64)).count("bad")
     assert said_bad[10.0] >= 27 and said_bad[10.0] > said_bad[1.0], said_bad
+
+
+def test_crossval_in_an_early_round_says_what_to_label_and_stops_nothing(demo_data, tmp_path):
+    """One `bad` label for 2 folds: not an error (the bundle is built already) but a verdict that
+    names the counts and the next step, written where the report reads it, and exit 0."""
+    import csv
+    import json
+    write_params(tmp_path / "params.yaml", tiny_params())  # crossval.folds 2
+    truth = list(csv.DictReader((demo_data / "truth.csv").open()))
+    picked = ([r for r in truth if r["label"] == "bad"][:1] + [r for r in truth if r["label"] == "good"][:3]
+              + [r for r in truth if r["label"] == "no_mask"][:2])
+    (tmp_path / "train.csv").write_text("frame_id,label\n" + "".join(f"{r['frame_id']},{r['label']}\n" for r in picked))
+    shards = sorted((demo_data / "frames").glob("*.npy"))
+    result = run_script("crossval.py", "--backbone", "absent.safetensors", "--frames", *shards, "--camera", *shards,
+                        "--train-labels", "train.csv", "--metrics", "cv.json", cwd=tmp_path)
+    verdict = ("No cross-validation yet: 2 folds need at least 2 labelled frames of each class to train on, and "
+               "there are bad 1, good 3, no_mask 2. Label more (maskinspect propose adds a round).")
+    assert result.stderr.strip().splitlines()[-1] == f"crossval: {verdict}"
+    cv = json.loads((tmp_path / "cv.json").read_text())
+    assert cv["skipped"] == verdict and cv["curve"] == {"verdict": verdict, "points": []} and cv["labelled"] == 6

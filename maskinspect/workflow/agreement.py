@@ -21,8 +21,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .declare import Graph, folder_files
-from .settings import path as settings_path
+from maskinspect.workflow.declare import Graph, folder_files
+from maskinspect.workflow.settings import path as settings_path
 
 STEP_NS = 1_000_000  # outputs are made 1 ms newer than their newest input
 

@@ -10,8 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "maskinspect"
-PLUMBING = ("maskinspect/workflow/", "maskinspect/cli.py", "maskinspect/params.py",
-            "maskinspect/params.schema.yaml", "maskinspect/errors.py")
+PLUMBING = ("maskinspect/workflow/", "maskinspect/errors.py")
 
 
 def is_plumbing(path: str) -> bool:

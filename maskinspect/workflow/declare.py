@@ -10,7 +10,9 @@ the Snakemake input and the script's `--backbone` argument. A role's value is on
     Shards("shards")                frame shards: each .npy on the command line; the .npy and its
                                     .csv index are both dependencies
     Folder("images_dir")            a folder: DVC hashes it whole; Snakemake gets the files inside,
-                                    since a folder's own time does not change when a file in it does
+                                    since a folder's own time does not change when a file in it does;
+                                    or the pin of an outside input (pins/*.yaml, see pinned.py): the
+                                    pin is then the dependency, in both front ends
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
+
+from maskinspect.workflow.pinned import is_pin_file
 
 PARAMS_FILE = "params.yaml"
 
@@ -54,12 +58,14 @@ class Stage:
     outputs: dict[str, Value]
     params: tuple[str, ...]                          # params.yaml keys the stage reads (DVC tracks each)
     options: dict[str, str] = field(default_factory=dict)   # plain values on the command line
+    flags: tuple[str, ...] = ()      # switches the script also takes (never on the table's command line)
     foreach: str | None = None       # layout key of {item: {"path": ...}}: one instance per item
     when: str = "always"             # layout flag: the stage exists only when it is true
     metrics: tuple[str, ...] = ()    # output roles that are DVC metrics
     plots: dict[str, dict] = field(default_factory=dict)   # output role -> DVC plot spec ({} for images)
     extra_code: tuple[str, ...] = () # non-Python files the stage reads (a code change reruns it)
     threads: bool = False            # uses runtime.threads cores
+    later: bool = False              # runs when nothing on the way to the bundle is ready (Snakemake's priority)
     doc: str = ""
 
     @property
@@ -123,7 +129,8 @@ class Resolved:
         for role, value in self.stage.inputs.items():
             paths = [p for p in self.role_paths(value) if p in kept]
             if isinstance(value, Folder):
-                paths = [f for folder in paths for f in folder_files(self.layout.root, folder)]
+                paths = [f for folder in paths
+                         for f in ([folder] if is_pin_file(folder) else folder_files(self.layout.root, folder))]
             out[role] = paths
         return out
 
@@ -195,7 +202,7 @@ class Graph:
 
     def code(self, r: Resolved) -> list[str]:
         """A stage's code: its script, the package modules it imports, and the files it reads."""
-        from .codedeps import code_deps
+        from maskinspect.workflow.codedeps import code_deps
 
         return [*code_deps(r.stage.script, self.layout.root), *r.stage.extra_code]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from .. import params as params_mod
-from .declare import Graph, Resolved
-from .stages import ARTIFACTS
+from maskinspect.workflow import params as params_mod
+from maskinspect.workflow.declare import Graph, Resolved
+from maskinspect.workflow.stages import ARTIFACTS
 
 HEADER = ("# GENERATED from maskinspect/workflow/stages.py by scripts/sync_dvc.py (the Snakefile\n"
           "# regenerates it when stale). Do not edit: change the stage table.\n")
@@ -85,7 +85,7 @@ def text(graph: Graph, params: dict, root: Path) -> str:
 
 def sync(root: Path, graph: Graph, params: dict) -> bool:
     """Rewrite dvc.yaml when it differs from the table. Returns True when it changed."""
-    from ..atomic import write_text
+    from maskinspect.atomic import write_text
 
     new = text(graph, params, root)
     target = root / "dvc.yaml"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import PipelineError
+from maskinspect.errors import PipelineError
 
 # Snakemake invocations that only look (plan, lint, summarise, draw, report): they must leave
 # every file outside .snakemake/ as it is, so the Snakefile takes no lock and touches nothing.
@@ -22,6 +22,17 @@ def looking(argv: list[str]) -> bool:
     except SystemExit:  # not a snakemake command line (the Python API): it builds
         return False
     return any(getattr(args, name, None) not in (None, False) for name in LOOKING)
+
+
+def gpu_request() -> dict:
+    """What a training stage asks a cluster for: `gpu: N` (MASKINSPECT_GPUS, default 1; 0: nothing),
+    or, where the cluster names its GPUs as a generic resource, `gres` as MASKINSPECT_GPU_GRES
+    says (e.g. gpu:a100:1; SLURM's --gres). The two are exclusive, as the SLURM plugin has them."""
+    count = gpus()
+    if count == 0:
+        return {}
+    gres = os.environ.get("MASKINSPECT_GPU_GRES", "").strip()
+    return {"gres": gres} if gres else {"gpu": count}
 
 
 def gpus() -> int:

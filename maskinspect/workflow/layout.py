@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import params as params_mod
-from ..errors import PipelineError
-from ..naming import VIDEO_NAME, demo_video_names, list_videos
+from maskinspect.workflow import params as params_mod
+from maskinspect.errors import PipelineError
+from maskinspect.data.naming import VIDEO_NAME, demo_video_names, list_videos
+from maskinspect.workflow import pinned
 
 DEMO_TRUTH = "data/demo/truth.csv"
 
@@ -25,6 +26,7 @@ class Layout:
     indexes: list[str]                # the video shards' indexes (selection works on video frames)
     camera_shards: list[str]          # the labelled frames as the camera's sensor window holds them (240 px)
     selected: str | None              # the frames selected for labelling (videos only): the report shows them
+    rounds: list[str]                 # rounds of active learning (maskinspect propose), in order: more frames to label
     embeddings: str | None            # ... and the embedding map of the video frames
     embedding_ids: str | None
     labels: str | None                # annotate's labels source (a CSV, a Label Studio export or class folders)
@@ -34,8 +36,9 @@ class Layout:
     test_dir: str | None
     pretrain_init: str | None
     published_model: str | None
-    firmware_libraries: str
+    firmware_libraries: list[str]     # the pins of OpenMV's libtflm, one per commit the claims name
     calibration_model: str | None
+    crossval_metrics: str | None      # the cross-validation's figures (real data): the report's learning curve
 
     # Flags the table's `when` names.
     @property
@@ -69,6 +72,8 @@ IMAGE_LABELS = ("data/labels/images-train.csv", "data/labels/images-test.csv")
 IMAGE_SHARDS = ("data/frames/images-train.npy", "data/frames/images-test.npy")
 CAMERA_VIDEOS = "data/frames/camera-videos.npy"
 SELECTED = "data/selection/selected.csv"
+CROSSVAL = "metrics/crossval.json"
+ROUNDS = "data/selection/rounds"   # round-01.csv, round-02.csv, ...: written by `maskinspect propose`, kept in git
 EMBEDDINGS = ("data/embeddings/embeddings.npy", "data/embeddings/ids.csv")
 CAMERA_IMAGES = ("data/frames/camera-images-train.npy", "data/frames/camera-images-test.npy")
 
@@ -95,6 +100,25 @@ def video_items(params: dict, root: Path) -> dict[str, dict[str, str]]:
     return items
 
 
+def outside(value: str | None, key: str, root: Path) -> str | None:
+    """A params value that names a file or folder: `pinned:<name>` becomes the pin's path (what
+    both front ends track; the stage fetches the files), anything else stays the path it is."""
+    name = pinned.name_of(value)
+    if name is None:
+        return value
+    path = pinned.pin_path(name)
+    if not (root / path).is_file():
+        known = sorted(p.stem for p in (root / pinned.PINS).glob("*.yaml"))
+        raise PipelineError(f"params.yaml: {key}: {value}: no pin {path} (pinned inputs: {', '.join(known)})")
+    return path
+
+
+def library_pins(claims: list[dict], root: Path) -> list[str]:
+    """The pin of each OpenMV libtflm the claimed firmwares link, in the order first claimed."""
+    commits = list(dict.fromkeys(c["libtflm"] for c in claims))
+    return [outside(f"{pinned.PREFIX}openmv-libtflm-{c}", "firmware.claims", root) for c in commits]
+
+
 def layout(params: dict, root: Path) -> Layout:
     """The layout for params as written in params.yaml (the recipe applied where it decides)."""
     eff = params_mod.effective(params)
@@ -114,14 +138,17 @@ def layout(params: dict, root: Path) -> Layout:
         indexes=[s[: -len(".npy")] + ".csv" for s in video_shards],
         camera_shards=([CAMERA_VIDEOS] if videos else []) + (list(CAMERA_IMAGES) if images else []),
         selected=SELECTED if videos else None, embeddings=EMBEDDINGS[0] if videos else None,
+        rounds=[p.relative_to(root).as_posix() for p in sorted((root / ROUNDS).glob("round-*.csv"))] if videos else [],
         embedding_ids=EMBEDDINGS[1] if videos else None,
         labels=(DEMO_TRUTH if source == "demo" else data["labels"]) if videos else None,
         train_labels=([VIDEO_LABELS[0]] if videos else []) + ([IMAGE_LABELS[0]] if images else []),
         test_labels=([VIDEO_LABELS[1]] if videos else []) + ([IMAGE_LABELS[1]] if images else []),
-        images_dir=data.get("images_dir") if images else None,
-        test_dir=data.get("test_dir") if images else None,
-        pretrain_init=eff["pretrain"]["init"],
-        published_model=eff["compare"]["published_model"] if source != "demo" else None,
-        firmware_libraries=eff["firmware"]["libraries"],
-        calibration_model=eff["firmware"]["calibration_model"],
+        images_dir=outside(data.get("images_dir"), "data.images_dir", root) if images else None,
+        test_dir=outside(data.get("test_dir"), "data.test_dir", root) if images else None,
+        pretrain_init=outside(eff["pretrain"]["init"], "pretrain.init", root),
+        published_model=(outside(eff["compare"]["published_model"], "compare.published_model", root)
+                         if source != "demo" else None),
+        firmware_libraries=library_pins(eff["firmware"]["claims"], root),
+        calibration_model=outside(eff["firmware"]["calibration_model"], "firmware.calibration_model", root),
+        crossval_metrics=CROSSVAL if source != "demo" else None,
     )

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import PipelineError
+from maskinspect.errors import PipelineError
 
 FOLDER = ".snakemake/maskinspect"
 BUILD_LOCK = f"{FOLDER}/build.lock"

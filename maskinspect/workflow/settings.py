@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import params as params_mod
-from .declare import Graph, Resolved
-from .dvcfile import tracked_params
+from maskinspect.workflow import params as params_mod
+from maskinspect.workflow.declare import Graph, Resolved
+from maskinspect.workflow.dvcfile import tracked_params
 
 FOLDER = ".snakemake/stage-settings"
 
@@ -37,7 +37,7 @@ def write(root: Path, graph: Graph, params: dict) -> list[str]:
     rebuilt is."""
     import os
 
-    from ..atomic import write_text
+    from maskinspect.atomic import write_text
 
     deciders = [root / "params.yaml", root / "Snakefile", *sorted((root / "maskinspect" / "workflow").glob("*.py"))]
     changed_at = max(p.stat().st_mtime_ns for p in deciders if p.exists())

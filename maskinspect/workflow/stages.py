@@ -5,15 +5,14 @@ by role; the command line both front ends run is `python scripts/<name>.py --par
 followed by `--<role> <files>` for each input and output, `--<option> <value>` for each option,
 and `--log logs/<name>/...`. See declare.py for what a role's value may be, and layout.py for
 the names in From(...), Shards(...) and Folder(...). To add a stage: one entry here, and its
-script (whose `main` takes the roles as arguments: maskinspect.cli).
+script (whose `main` takes the roles as arguments: maskinspect/workflow/runner.py).
 """
 from __future__ import annotations
 
 import math
 
-from .declare import Folder, From, Shards, Stage
-from .layout import (CAMERA_IMAGES, CAMERA_VIDEOS, DEMO_TRUTH, EMBEDDINGS, IMAGE_LABELS, IMAGE_SHARDS, SELECTED,
-                     VIDEO_LABELS, Layout)
+from maskinspect.workflow.declare import Folder, From, Shards, Stage
+from maskinspect.workflow.layout import CAMERA_IMAGES, CAMERA_VIDEOS, CROSSVAL, DEMO_TRUTH, EMBEDDINGS, IMAGE_LABELS, IMAGE_SHARDS, SELECTED, VIDEO_LABELS, Layout
 
 BACKBONE = "models/backbone.safetensors"
 CLASSIFIER = "models/classifier.safetensors"
@@ -23,8 +22,9 @@ TEST_SAMPLE = "data/selection/test.csv"
 TRAIN = From("train_labels", many=True)   # labels of the training frames: videos', images' or both
 TEST = From("test_labels", many=True)
 CAMERA = Shards("camera_shards")           # the labelled frames at the sensor's size, for the camera path
-OPENMV_OPS = "maskinspect/openmv_tflm_ops.txt"
-HARNESS = ("maskinspect/firmware/harness.cc", "maskinspect/firmware/startup.c", "maskinspect/firmware/mps2_an500.ld")
+OPENMV_OPS = "maskinspect/device/openmv_tflm_ops.txt"
+HARNESS = ("maskinspect/device/firmware/harness.cc", "maskinspect/device/firmware/startup.c",
+           "maskinspect/device/firmware/mps2_an500.ld")
 
 # What a cluster job asks for (mem_mb in MB, runtime in minutes), from what each stage was measured
 # to take: Snakemake's benchmark: files (benchmarks/<stage>/, printed by benchmarks/pipeline.py),
@@ -43,7 +43,7 @@ MEASURED = {   # stage: (peak resident MB, wall seconds); where: the demo build,
     "firmware_check": (1363, 17, "demo"), "bundle": (53, 0.2, "demo"), "report": (1055, 12.2, "demo"),
     "crossval": (1017, 1960, "real, 5 folds x 3 (memory: a short run)"), "compare_published": (106, 13.6, "demo test sample"),
 }
-GPU = {"pretrain", "finetune", "crossval"}
+GPU = {"pretrain", "embed", "finetune", "crossval"}  # they use a GPU where the node has one
 
 
 def requests(name: str) -> dict:
@@ -97,7 +97,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("select_frames", when="from_videos",
           doc="the frames worth labelling (coreset) and a test sample from time blocks kept apart",
           inputs={"embeddings": EMBEDDINGS[0], "ids": EMBEDDINGS[1],
-                  "index": From("indexes", many=True)},
+                  "index": From("indexes", many=True), "rounds": From("rounds", many=True, optional=True)},
           outputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "map": "metrics/embedding_map.png"},
           params=("select",),
           plots={"map": {}}),
@@ -107,7 +107,8 @@ STAGES: tuple[Stage, ...] = (
           inputs={"selected": SELECTED, "test_sample": TEST_SAMPLE, "frames": Shards("video_shards"),
                   "videos": From("video_files", many=True), "labels": From("labels", optional=True)},
           outputs={"train_labels": VIDEO_LABELS[0], "test_labels": VIDEO_LABELS[1]},
-          params=("data.source", "data.labels")),
+          params=("data.source", "data.labels"),
+          flags=("hand_off_only",)),
 
     Stage("camera_frames", when="from_videos",
           doc="the labelled video frames again, at the sensor's size, for the camera's input path",
@@ -124,7 +125,8 @@ STAGES: tuple[Stage, ...] = (
                    "predictions": "metrics/finetune_predictions.csv", "confusion": "metrics/finetune_confusion.png",
                    "curve": "metrics/finetune_curve.csv"},
           params=("model", "finetune", "runtime.threads"),
-          plots={"curve": {"x": "epoch", "y": ["loss", "accuracy"], "title": "fine-tuning"},
+          plots={"curve": {"x": "epoch", "y": ["loss", "accuracy", "test_loss", "test_accuracy"],
+                           "title": "fine-tuning: training batches and the test sample"},
                  "predictions": {"template": "confusion", "x": "actual", "y": "predicted",
                                  "title": "float model on the test sample"},
                  "confusion": {}},
@@ -160,7 +162,7 @@ STAGES: tuple[Stage, ...] = (
           doc="the int8 model in OpenMV's own TFLite Micro on an emulated Cortex-M7: it prepares and runs "
               "on every firmware claimed, gives the host's outputs; arena and instructions measured",
           inputs={"model": INT8, "camera": CAMERA, "test_labels": TEST,
-                  "libraries": Folder("firmware_libraries"),
+                  "libraries": From("firmware_libraries", many=True),
                   "calibration_model": From("calibration_model", optional=True)},
           outputs={"metrics": "metrics/firmware.json"},
           params=("model.input_size", "firmware", "tflm.max_arena_bytes"),
@@ -186,7 +188,8 @@ STAGES: tuple[Stage, ...] = (
                   "embeddings": From("embeddings", optional=True), "embedding_ids": From("embedding_ids", optional=True),
                   "pretrain_loss": "metrics/pretrain_loss.csv", "finetune_curve": "metrics/finetune_curve.csv",
                   "summary": "metrics/summary.json", "tflm_metrics": "metrics/tflm.json",
-                  "firmware_metrics": "metrics/firmware.json"},
+                  "firmware_metrics": "metrics/firmware.json",
+                  "crossval": From("crossval_metrics", optional=True)},
           outputs={"report": "dist/report.html"},
           params=("data.source", "model", "runtime.threads"),
           threads=True),
@@ -194,10 +197,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("crossval", when="real",
           doc="repeated k-fold cross-validation of the fine-tuning recipe on the training frames",
           inputs={"backbone": BACKBONE, "frames": Shards("train_shards"), "camera": CAMERA, "train_labels": TRAIN},
-          outputs={"metrics": "metrics/crossval.json"},
+          outputs={"metrics": CROSSVAL},
           params=("model", "finetune", "crossval", "runtime.threads"),
           metrics=("metrics",),
-          threads=True),
+          threads=True,
+          later=True),  # the bundle first: the cross-validation (minutes a fold) follows it
 
     Stage("compare_published", when="compare",
           doc="the published 2020 model and ours on the same test frames, as the camera feeds them",
@@ -231,8 +235,8 @@ def stages(lay: Layout) -> list[Stage]:
 
 def graph(params: dict, root) -> "Graph":
     """The graph these params (as written in params.yaml) build in the checkout at root."""
-    from .declare import Graph
-    from .layout import layout
+    from maskinspect.workflow.declare import Graph
+    from maskinspect.workflow.layout import layout
 
     lay = layout(params, root)
     return Graph(stages(lay), lay)

@@ -1,0 +1,1 @@
+"""`maskinspect`, the command a person runs: check, emulate, label, status, checkout, push, pull."""

@@ -1,0 +1,1 @@
+"""The build report a person opens (dist/report.html) and its figures."""
