@@ -38,7 +38,7 @@ def main(args, params):
         frames = load_shards(args.frames)
         if len(frames) < 2:
             raise PipelineError(f"pretraining needs at least 2 frames, the shards hold {len(frames)}")
-        result = pretrain(backbone, frames.images, cfg, model_cfg)
+        result = pretrain(backbone, frames, cfg, model_cfg)  # pil: a frame at a time from the files
         losses = result.losses
         print(f"pretrain: {len(frames)} frames, {cfg['epochs']} epochs on {result.device}, "
               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}", file=sys.stderr)

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import run_script, tiny_params, write_params
 from maskinspect.data.frames import load_shards, read_index
+from maskinspect.errors import PipelineError
 from maskinspect.data.video import ffmpeg_exe
 
 
@@ -60,6 +61,30 @@ def test_shards_stay_mapped_and_any_frames_are_read_from_the_right_shard(tmp_pat
     assert np.array_equal(frames.take(["v2-000006", "v1-000000", "v0-000000"]), whole[[12, 5, 0]])
     assert np.array_equal(frames.images, whole) and not isinstance(frames.images, np.memmap)
     assert np.array_equal(load_shards(paths, mmap=False).images, whole)
+
+
+def test_a_frame_at_a_time_is_read_from_the_files_and_a_short_shard_is_named(tmp_path):
+    """Frames[i] reads one frame from its shard's file (pretrain's pass over every frame), never
+    the whole store; past the end is an IndexError; a shard cut short is one line naming it."""
+    from maskinspect.data.frames import write_shard
+
+    rng = np.random.default_rng(1)
+    parts = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in (3, 1, 4)]
+    paths = []
+    for k, part in enumerate(parts):
+        write_shard(tmp_path / f"v{k}.npy", tmp_path / f"v{k}.csv", f"v{k}", part, range(len(part)), [None] * len(part))
+        paths.append(tmp_path / f"v{k}.npy")
+    frames = load_shards(paths)
+    whole = np.concatenate(parts)
+    assert all(np.array_equal(frames[i], whole[i]) for i in range(len(whole)))
+    assert frames._images is None  # nothing read but the frames asked for
+    for outside in (len(whole), -1):
+        with pytest.raises(IndexError):
+            frames[outside]
+    last = paths[2].read_bytes()
+    paths[2].write_bytes(last[:-10])  # cut after the maps were made: the file no longer holds frame 7
+    with pytest.raises(PipelineError, match=r"v2\.npy: shorter than its header says"):
+        frames[7]
 
 
 # The tiny demo's bytes, the same on every x86-64 machine: the renderer draws from a seed, and

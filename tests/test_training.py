@@ -138,3 +138,26 @@ def test_crossval_in_an_early_round_says_what_to_label_and_stops_nothing(demo_da
     assert result.stderr.strip().splitlines()[-1] == f"crossval: {verdict}"
     cv = json.loads((tmp_path / "cv.json").read_text())
     assert cv["skipped"] == verdict and cv["curve"] == {"verdict": verdict, "points": []} and cv["labelled"] == 6
+
+
+def test_pretraining_from_the_files_a_frame_at_a_time_gives_the_bytes_of_the_frames_in_memory(demo_data):
+    """The stage hands pretrain the frame store (each frame read from its file, so 60,000 frames
+    never sit in the process's memory); the weights are those of the same frames as one array."""
+    import torch
+
+    from maskinspect.data.frames import load_shards
+    from maskinspect.model.pretrain import pretrain
+    from maskinspect.workflow import params as params_mod
+
+    params = params_mod.effective(tiny_params(**{"demo_recipe.pretrain.epochs": 1, "pretrain.batch_size": 32}))
+    cfg = params["pretrain"]
+    assert cfg["augment"] == "pil"
+    frames = load_shards(sorted((demo_data / "frames").glob("*.npy")))
+    weights = []
+    for images in (frames, frames.images):
+        torch.manual_seed(0)
+        backbone = models.build_backbone(params["model"])
+        pretrain(backbone, images, cfg, params["model"], dev=torch.device("cpu"))
+        weights.append({k: v.clone() for k, v in backbone.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

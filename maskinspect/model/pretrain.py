@@ -19,7 +19,7 @@ from maskinspect.model.training import device, progress, seed_everything
 class TwoViews(Dataset):
     """Frames (uint8 NHWC) as pairs of augmented views."""
 
-    def __init__(self, images: np.ndarray, transform):
+    def __init__(self, images, transform):  # an array, or Frames (a frame read at a time)
         self.images = images
         self.transform = transform
 
@@ -62,7 +62,7 @@ class PretrainResult:
     device: str
 
 
-def pil_batches(images: np.ndarray, cfg: dict, input_size: int, batch_size: int, gen, dev):
+def pil_batches(images, cfg: dict, input_size: int, batch_size: int, gen, dev):
     """Pairs of views made one PIL image at a time by Lightly's SimCLRTransform (pretrain.augment: pil)."""
     # Drop the ragged last batch (a batch of one has no negatives), unless it is the only one.
     loader = DataLoader(TwoViews(images, simclr_transform(cfg, input_size)), batch_size=batch_size, shuffle=True,
@@ -74,12 +74,12 @@ def pil_batches(images: np.ndarray, cfg: dict, input_size: int, batch_size: int,
     return epoch, len(loader)
 
 
-def device_batches(images: np.ndarray, cfg: dict, input_size: int, batch_size: int, gen, dev):
+def device_batches(images, cfg: dict, input_size: int, batch_size: int, gen, dev):
     """Pairs of views made a batch at a time on the model's device (pretrain.augment: batched): the
     frames live there, the order comes from the seeded generator, the views from BatchedViews."""
     from maskinspect.model.augment import BatchedViews
 
-    frames = torch.from_numpy(np.ascontiguousarray(images)).to(dev)
+    frames = torch.from_numpy(np.ascontiguousarray(getattr(images, "images", images))).to(dev)  # Frames: all at once
     views = BatchedViews(cfg["transform"], input_size, cfg["seed"], dev)
     full = len(images) // batch_size if len(images) > batch_size else 1  # the ragged last batch dropped
 
@@ -90,10 +90,11 @@ def device_batches(images: np.ndarray, cfg: dict, input_size: int, batch_size: i
     return epoch, full
 
 
-def pretrain(backbone: nn.Module, images: np.ndarray, cfg: dict, model_cfg: dict,
+def pretrain(backbone: nn.Module, images, cfg: dict, model_cfg: dict,
              dev: torch.device | None = None) -> PretrainResult:
     """Train `backbone` in place with SimCLR on `images` for cfg['epochs'] epochs (on `dev`, by
-    default the GPU where there is one)."""
+    default the GPU where there is one). `images`: uint8 NHWC frames, an array or the frame
+    store's Frames (then `pil` reads a frame at a time from the files, `batched` all at once)."""
     from lightly.loss import NTXentLoss
 
     gen = seed_everything(cfg["seed"])
