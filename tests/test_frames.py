@@ -44,17 +44,22 @@ def test_demo_shards_hold_every_frame_at_the_stored_size(demo_data):
     assert [r["video"] for r in rows] == ["demo-01"] * per_video
 
 
-def test_shards_stay_mapped_and_any_frames_are_read_from_the_right_shard(tmp_path):
+def random_shards(folder: Path, sizes, seed: int):
+    """Shards v0, v1, ... of random 8 px frames, `sizes` frames each; their paths and every frame in order."""
     from maskinspect.data.frames import write_shard
 
-    rng = np.random.default_rng(0)
-    parts = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in (5, 1, 7)]
+    rng = np.random.default_rng(seed)
+    parts = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in sizes]
     paths = []
     for k, part in enumerate(parts):
-        write_shard(tmp_path / f"v{k}.npy", tmp_path / f"v{k}.csv", f"v{k}", part, range(len(part)), [None] * len(part))
-        paths.append(tmp_path / f"v{k}.npy")
+        write_shard(folder / f"v{k}.npy", folder / f"v{k}.csv", f"v{k}", part, range(len(part)), [None] * len(part))
+        paths.append(folder / f"v{k}.npy")
+    return paths, np.concatenate(parts)
+
+
+def test_shards_stay_mapped_and_any_frames_are_read_from_the_right_shard(tmp_path):
+    paths, whole = random_shards(tmp_path, (5, 1, 7), seed=0)
     frames = load_shards(paths)
-    whole = np.concatenate(parts)
     assert all(isinstance(s, np.memmap) for s in frames.shards)
     positions = [12, 0, 5, 4, 6, 12, 5]     # across shard edges, repeated, out of order
     assert np.array_equal(frames.rows(positions), whole[positions])
@@ -66,16 +71,8 @@ def test_shards_stay_mapped_and_any_frames_are_read_from_the_right_shard(tmp_pat
 def test_a_frame_at_a_time_is_read_from_the_files_and_a_short_shard_is_named(tmp_path):
     """Frames[i] reads one frame from its shard's file (pretrain's pass over every frame), never
     the whole store; past the end is an IndexError; a shard cut short is one line naming it."""
-    from maskinspect.data.frames import write_shard
-
-    rng = np.random.default_rng(1)
-    parts = [rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8) for n in (3, 1, 4)]
-    paths = []
-    for k, part in enumerate(parts):
-        write_shard(tmp_path / f"v{k}.npy", tmp_path / f"v{k}.csv", f"v{k}", part, range(len(part)), [None] * len(part))
-        paths.append(tmp_path / f"v{k}.npy")
+    paths, whole = random_shards(tmp_path, (3, 1, 4), seed=1)
     frames = load_shards(paths)
-    whole = np.concatenate(parts)
     assert all(np.array_equal(frames[i], whole[i]) for i in range(len(whole)))
     assert frames._images is None  # nothing read but the frames asked for
     for outside in (len(whole), -1):
