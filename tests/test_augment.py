@@ -1,6 +1,7 @@
 """The batched SimCLR views (maskinspect/model/augment.py): the same bytes from the same seed, the
 transforms in the proportions the settings ask for, and a pretraining on them that learns; the
 GPU check's script runs (on the CPU here)."""
+import json
 import subprocess
 import sys
 
@@ -78,9 +79,13 @@ def test_pretraining_on_batched_views_is_deterministic_and_learns(demo_data):
 
 
 @pytest.mark.slow  # the whole GPU check script, on the CPU: about 25 s
-def test_the_gpu_check_runs_and_reports_its_three_parts(tmp_path):
+def test_the_gpu_check_runs_and_reports_its_four_parts(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--device", "cpu", "--quick",
                              "--out", str(tmp_path)], capture_output=True, text=True, env=venv_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "pairs a second" in result.stdout and "identical bytes" in result.stdout and "grey share" in result.stdout
-    assert (tmp_path / "gpu_check.json").is_file()
+    assert "fine-tuning's camera path" in result.stdout and "batched 256, cpu" in result.stdout
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    camera = report["camera_augmentation"]
+    assert all(rate > 0 for rate in camera["samples_per_s"].values()), camera
+    assert abs(camera["statistics"]["device"]["mean"] - camera["statistics"]["cpu"]["mean"]) < 1e-6  # both the CPU here
