@@ -25,6 +25,28 @@ if SHARED.is_dir():
 MODEL_CFG = {"width": 0.125, "features": 16, "input_size": 64, "stem_stride": 1, "block1_stride": 1}
 
 
+def separable_frames(n_per_class: int, seed: int, size: int = 64):
+    """Three classes a person tells apart at a glance: a bright square, a dark bar, nothing; at
+    `size` px (drawn at 64 px and scaled bilinearly)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images, targets = [], []
+    for cls in range(3):
+        for _ in range(n_per_class):
+            img = rng.normal(120, 20, size=(64, 64, 3))
+            x, y = rng.integers(8, 40, 2)
+            if cls == 0:
+                img[y:y + 16, x:x + 16] = 250
+            elif cls == 1:
+                img[:, x:x + 6] = 10
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            images.append(img if size == 64 else np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)))
+            targets.append(cls)
+    return np.stack(images), np.array(targets)
+
+
 def repo_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 

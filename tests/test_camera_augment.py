@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import MODEL_CFG, tiny_params
+from conftest import MODEL_CFG, separable_frames, tiny_params
 from maskinspect import CLASSES
 from maskinspect.device.camera import SENSOR, camera_pixels
 from maskinspect.model import models
@@ -109,29 +109,10 @@ def test_the_batched_paths_match_the_pil_paths_they_stand_in_for():
         assert 0.002 < a["black"] < 0.05 and 0.002 < b["black"] < 0.05, (path, a, b)  # rotation's corners, both
 
 
-def separable(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stored frames, their sensor-size versions and classes: a bright square, a dark bar, neither."""
-    rng = np.random.default_rng(seed)
-    sensor, targets = [], []
-    for cls in range(3):
-        for _ in range(n_per_class):
-            img = rng.normal(120, 20, size=(SENSOR, SENSOR, 3))
-            x, y = rng.integers(30, 150, 2)
-            if cls == 0:
-                img[y:y + 60, x:x + 60] = 250
-            elif cls == 1:
-                img[:, x:x + 24] = 10
-            sensor.append(np.clip(img, 0, 255).astype(np.uint8))
-            targets.append(cls)
-    sensor = np.stack(sensor)
-    stored = np.stack([np.asarray(Image.fromarray(f).resize((64, 64), Image.BILINEAR)) for f in sensor])
-    return stored, sensor, np.array(targets)
-
-
 def test_fine_tuning_on_batched_camera_samples_is_deterministic_and_learns():
     cfg = dict(tiny_params()["finetune"], mode="full", epochs=30, batch_size=32, augmenter="batched",
                augment=RECIPE)
-    stored, sensor, y = separable(30, seed=0)
+    (stored, y), (sensor, _) = separable_frames(30, seed=0), separable_frames(30, seed=0, size=SENSOR)
     weights = []
     for _ in range(2):
         seed_everything(cfg["seed"])
@@ -140,7 +121,7 @@ def test_fine_tuning_on_batched_camera_samples_is_deterministic_and_learns():
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert len(result.curve) == 30 and result.curve[-1]["loss"] < result.curve[0]["loss"]
-    _, test_sensor, test_y = separable(15, seed=1)
+    test_sensor, test_y = separable_frames(15, seed=1, size=SENSOR)
     said = labels_of(batched_forward(model, camera_pixels(test_sensor, 64), 64, 64))
     metrics = report([CLASSES[t] for t in test_y], said)
     assert metrics["balanced_accuracy"] >= 0.9, metrics   # chance is 0.33

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import MODEL_CFG, outside_input, pin, run_script, tiny_params, write_params
+from conftest import MODEL_CFG, outside_input, pin, run_script, separable_frames, tiny_params, write_params
 from maskinspect import CLASSES
 from maskinspect.model import models
 from maskinspect.errors import PipelineError
@@ -49,23 +49,6 @@ def test_pretrain_epochs_zero_needs_weights(demo_data, tmp_path):
     result = run_script("pretrain.py", "--frames", *sorted((demo_data / "frames").glob("*.npy")),
                         "--backbone", "b.safetensors", "--loss", "l.csv", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "pretrain.epochs is 0 but pretrain.init names no weights" in result.stderr
-
-
-def separable_frames(n_per_class: int, seed: int):
-    """Three classes a person tells apart at a glance: a bright square, a dark bar, nothing."""
-    rng = np.random.default_rng(seed)
-    images, targets = [], []
-    for cls in range(3):
-        for _ in range(n_per_class):
-            img = rng.normal(120, 20, size=(64, 64, 3))
-            x, y = rng.integers(8, 40, 2)
-            if cls == 0:
-                img[y:y + 16, x:x + 16] = 250
-            elif cls == 1:
-                img[:, x:x + 6] = 10
-            images.append(np.clip(img, 0, 255).astype(np.uint8))
-            targets.append(cls)
-    return np.stack(images), np.array(targets)
 
 
 def test_finetuning_beats_chance_clearly_on_separable_data():

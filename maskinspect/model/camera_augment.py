@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from maskinspect.device.camera import _taps
-
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+from maskinspect.model.augment import _YIQ   # RGB -> YIQ, pretraining's views' hue turn too
 
 
 class FirmwareResize:
