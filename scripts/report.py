@@ -153,6 +153,18 @@ def curves_section(args) -> str:
     return "".join(out)
 
 
+def trained_on_test_note(args) -> str:
+    """With finetune.train_on: all the bundle learned the test sample too, so its figures there
+    measure nothing: say so above them, with the cross-validation's figures where there are any."""
+    cv = json.loads(args.crossval.read_text()) if args.crossval and args.crossval.is_file() else {}
+    measured = (f" The cross-validation of the recipe (metrics/crossval.json) measured {cv['camera_balanced_accuracy_mean']:.3f}"
+                f" ± {cv['camera_balanced_accuracy_std']:.3f} balanced accuracy through the camera path."
+                if "camera_balanced_accuracy_mean" in cv else
+                " The cross-validation (metrics/crossval.json) measures the recipe.")
+    return ("<p class='note'><b>The bundle was trained on the test sample too (finetune.train_on: all): the test "
+            "sample's figures below do not measure it.</b>" + rp.esc(measured) + "</p>")
+
+
 def learning_curve_section(args) -> str:
     """The cross-validation through the camera path against the labels a fold trains on."""
     import numpy as np
@@ -184,6 +196,8 @@ def main(args, params):
     train_ids, train_labels = read_labelled(args.train_labels)
     frames, camera, views = test_predictions(args, params, ids, tflm["arena_bytes"])
     headline = rp.headline(summary)
+    if params["finetune"]["train_on"] == "all":
+        headline = trained_on_test_note(args) + headline
     confusions = "".join(rp.confusion_table(labels, [p.label for p in v], CLASSES, f"{name} ({len(ids)} test frames)")
                          for name, v in views.items())
     sections = [

@@ -191,7 +191,7 @@ STAGES: tuple[Stage, ...] = (
                   "firmware_metrics": "metrics/firmware.json",
                   "crossval": From("crossval_metrics", optional=True)},
           outputs={"report": "dist/report.html"},
-          params=("data.source", "model", "runtime.threads"),
+          params=("data.source", "model", "finetune.train_on", "runtime.threads"),
           threads=True),
 
     Stage("crossval", when="real",
