@@ -294,9 +294,11 @@ def test_a_full_disk_during_frames_is_one_line_naming_the_file_and_leaves_no_par
     try:
         build = sh(root, "snakemake", "--cores", "2", *shards, check=False)
         free = os.statvfs(root / "data/frames")
-        # Two jobs write to one stream, so a line may begin mid-line: find them anywhere. 64 KiB
-        # free sits at the 0.05 MB rounding edge, and a kernel that keeps back a few pages prints 0.0.
-        lines = re.findall(r"extract_frames: error: [^\n]*", build.stderr)
+        # Two jobs write to one stream, so a line may begin mid-line, and one job's line may run on
+        # into the other's before its newline comes: a line ends at a newline or where the next
+        # begins. 64 KiB free sits at the 0.05 MB rounding edge; a kernel that keeps back a few
+        # pages prints 0.0.
+        lines = re.findall(r"extract_frames: error: .*?(?=extract_frames: error: |\n|$)", build.stderr)
         why = (f"\nfree under data/frames: {free.f_bavail * free.f_frsize} bytes\nerror lines: {lines}\n"
                f"end of stderr:\n{build.stderr[-4000:]}")
         assert build.returncode != 0, why
