@@ -1,7 +1,7 @@
 """Fine-tuning's augmentation, batched, on the model's device (finetune.augmenter: batched): the
 same transforms as maskinspect/model/finetune.py's one-image-at-a-time PIL path, a batch at a
-time in a few tensor operations, so that a GPU is not fed by one CPU core (the camera path costs
-4.9 ms a sample there).
+time in a few tensor operations, so that a GPU is not fed by one CPU core (the PIL camera path
+costs 2 to 3.5 ms a sample there: docs/scale.md).
 
 Per sample, from one seeded generator on the device (the same bytes run to run on one device):
 

@@ -9,8 +9,8 @@ trains the backbone too, with its own learning rates (finetune.full.*).
 
 `finetune.augmenter`: `pil` augments one image at a time with torchvision and PIL on one CPU
 core (the default, which the lock's figures come from); `batched` makes the same transforms a
-batch at a time on the model's device (maskinspect/model/camera_augment.py): 4.5 times faster
-on one CPU thread, and what keeps a GPU fed.
+batch at a time on the model's device (maskinspect/model/camera_augment.py): what keeps a GPU
+fed, and about 4 times as fast on 2 CPU cores too (docs/scale.md).
 
 `augment.camera` is the share of training samples that go through the camera's own input path
 instead (maskinspect/device/camera.py): the same geometric and colour jitter applied to the frame at
