@@ -13,7 +13,6 @@ difference within the spread of the folds is a tie.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,31 +23,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from label_efficiency import real_data  # noqa: E402 - puts the checkout on the path
-from train_on_all import fit, group_split, score  # noqa: E402
+from train_on_all import fit, folds_run, group_split, score  # noqa: E402 - puts the checkout on the path
 
 PATHS = ("pil", "batched")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--epochs", type=int, help="instead of finetune.epochs (a quick look; the figures need the recipe's)")
-    p.add_argument("--out", type=Path, help="every fold's figures, JSON (an interrupted run resumes from it)")
-    args = p.parse_args()
-
-    import torch
-
-    from maskinspect.workflow import params as params_mod
-
-    torch.set_num_threads(2)
-    raw = params_mod.load_raw(ROOT / "params.yaml")
-    params = params_mod.effective({**raw, "data": {**raw["data"], "source": "images"}})
-    cfg, model_cfg = params["finetune"], params["model"]
-    cfg = {**cfg, "epochs": args.epochs or cfg["epochs"]}
-    data = real_data(params)
+    args, cfg, model_cfg, data, rows = folds_run(__doc__.split("\n\n")[0])
     everything = np.arange(len(data.labels))
-    rows: list[dict] = json.loads(args.out.read_text())["folds"] if args.out and args.out.is_file() else []
     n = 0
     for repeat in range(args.repeats):
         for fold, (rest, unseen) in enumerate(group_split(data.labels, data.groups, 300 + repeat, everything)):

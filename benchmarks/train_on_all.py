@@ -103,8 +103,10 @@ def summary(rows: list[dict]) -> str:
     ])
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def folds_run(description: str):
+    """What a fold-by-fold benchmark on the published frames starts from: its arguments, the
+    real-data recipe (--epochs over it), the frames, and the folds an earlier run finished."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--epochs", type=int, help="instead of finetune.epochs (a quick look; the figures need the recipe's)")
     p.add_argument("--out", type=Path, help="every fold's figures, JSON (an interrupted run resumes from it)")
@@ -117,11 +119,14 @@ def main() -> int:
     torch.set_num_threads(2)
     raw = params_mod.load_raw(ROOT / "params.yaml")
     params = params_mod.effective({**raw, "data": {**raw["data"], "source": "images"}})
-    cfg, model_cfg = params["finetune"], params["model"]
-    cfg = {**cfg, "epochs": args.epochs or cfg["epochs"]}
-    data = real_data(params)
-    everything = np.arange(len(data.labels))
+    cfg = {**params["finetune"], "epochs": args.epochs or params["finetune"]["epochs"]}
     rows: list[dict] = json.loads(args.out.read_text())["folds"] if args.out and args.out.is_file() else []
+    return args, cfg, params["model"], real_data(params), rows
+
+
+def main() -> int:
+    args, cfg, model_cfg, data, rows = folds_run(__doc__.split("\n\n")[0])
+    everything = np.arange(len(data.labels))
     print(f"train_on_all: {len(data.labels)} frames, {args.repeats} repeats x {FOLDS} folds, "
           f"{len(rows)} folds done before", file=sys.stderr, flush=True)
     n = 0
