@@ -23,32 +23,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_on_all import fit, folds_run, group_split, score  # noqa: E402 - puts the checkout on the path
+from train_on_all import fit, folds_run, pending_folds, score  # noqa: E402 - puts the checkout on the path
 
 PATHS = ("pil", "batched")
 
 
 def main() -> int:
     args, cfg, model_cfg, data, rows = folds_run(__doc__.split("\n\n")[0])
-    everything = np.arange(len(data.labels))
-    n = 0
-    for repeat in range(args.repeats):
-        for fold, (rest, unseen) in enumerate(group_split(data.labels, data.groups, 300 + repeat, everything)):
-            n += 1
-            if n <= len(rows):
-                continue
-            row = {"repeat": repeat, "fold": fold, "n_train": len(rest), "n_unseen": len(unseen)}
-            for path in PATHS:
-                start = time.perf_counter()
-                model = fit(data, model_cfg, {**cfg, "augmenter": path}, rest, seed=10 * repeat + fold)
-                row[f"{path}_seconds"] = time.perf_counter() - start
-                row.update({f"{path}_{k}": v for k, v in score(model, data, unseen, model_cfg["input_size"]).items()})
-            rows.append(row)
-            print(f"augmenter: repeat {repeat + 1} fold {fold + 1}: unseen camera pil {row['pil_camera']:.3f} "
-                  f"({row['pil_seconds']:.0f} s), batched {row['batched_camera']:.3f} ({row['batched_seconds']:.0f} s)",
-                  file=sys.stderr, flush=True)
-            if args.out:
-                args.out.write_text(json.dumps({"repeats": args.repeats, "folds": rows}, indent=1))
+    for repeat, fold, rest, unseen in pending_folds(data, args.repeats, len(rows)):
+        row = {"repeat": repeat, "fold": fold, "n_train": len(rest), "n_unseen": len(unseen)}
+        for path in PATHS:
+            start = time.perf_counter()
+            model = fit(data, model_cfg, {**cfg, "augmenter": path}, rest, seed=10 * repeat + fold)
+            row[f"{path}_seconds"] = time.perf_counter() - start
+            row.update({f"{path}_{k}": v for k, v in score(model, data, unseen, model_cfg["input_size"]).items()})
+        rows.append(row)
+        print(f"augmenter: repeat {repeat + 1} fold {fold + 1}: unseen camera pil {row['pil_camera']:.3f} "
+              f"({row['pil_seconds']:.0f} s), batched {row['batched_camera']:.3f} ({row['batched_seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
+        if args.out:
+            args.out.write_text(json.dumps({"repeats": args.repeats, "folds": rows}, indent=1))
 
     def cell(key: str) -> str:
         v = np.array([r[key] for r in rows])

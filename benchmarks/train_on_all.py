@@ -124,35 +124,41 @@ def folds_run(description: str):
     return args, cfg, params["model"], real_data(params), rows
 
 
-def main() -> int:
-    args, cfg, model_cfg, data, rows = folds_run(__doc__.split("\n\n")[0])
+def pending_folds(data, repeats: int, done: int):
+    """(repeat, fold, rest, unseen) of each fold, split by group_split with seed 300 + repeat,
+    but for the first `done`, which an earlier run finished."""
     everything = np.arange(len(data.labels))
-    print(f"train_on_all: {len(data.labels)} frames, {args.repeats} repeats x {FOLDS} folds, "
-          f"{len(rows)} folds done before", file=sys.stderr, flush=True)
     n = 0
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         for fold, (rest, unseen) in enumerate(group_split(data.labels, data.groups, 300 + repeat, everything)):
             n += 1
-            if n <= len(rows):
-                continue
-            t0 = time.perf_counter()
-            training, sample = next(group_split(data.labels, data.groups, 400 + 10 * repeat + fold, np.array(rest)))
-            seed = 10 * repeat + fold
-            size = model_cfg["input_size"]
-            default = fit(data, model_cfg, cfg, training, seed)
-            alone, on_sample = score(default, data, unseen, size), score(default, data, sample, size)
-            both = score(fit(data, model_cfg, cfg, training + sample, seed), data, unseen, size)
-            row = {"repeat": repeat, "fold": fold, "n_training": len(training), "n_all": len(training) + len(sample),
-                   "n_unseen": len(unseen), "classes": CLASSES,
-                   **{f"training_{k}": v for k, v in alone.items()},
-                   "training_sample_camera": on_sample["camera"],
-                   **{f"all_{k}": v for k, v in both.items()}}
-            rows.append(row)
-            print(f"train_on_all: repeat {repeat + 1} fold {fold + 1}: unseen camera {alone['camera']:.3f} "
-                  f"(training, {len(training)}) -> {both['camera']:.3f} (all, {len(training) + len(sample)}) "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-            if args.out:
-                args.out.write_text(json.dumps({"repeats": args.repeats, "folds": rows}, indent=1))
+            if n > done:
+                yield repeat, fold, rest, unseen
+
+
+def main() -> int:
+    args, cfg, model_cfg, data, rows = folds_run(__doc__.split("\n\n")[0])
+    print(f"train_on_all: {len(data.labels)} frames, {args.repeats} repeats x {FOLDS} folds, "
+          f"{len(rows)} folds done before", file=sys.stderr, flush=True)
+    for repeat, fold, rest, unseen in pending_folds(data, args.repeats, len(rows)):
+        t0 = time.perf_counter()
+        training, sample = next(group_split(data.labels, data.groups, 400 + 10 * repeat + fold, np.array(rest)))
+        seed = 10 * repeat + fold
+        size = model_cfg["input_size"]
+        default = fit(data, model_cfg, cfg, training, seed)
+        alone, on_sample = score(default, data, unseen, size), score(default, data, sample, size)
+        both = score(fit(data, model_cfg, cfg, training + sample, seed), data, unseen, size)
+        row = {"repeat": repeat, "fold": fold, "n_training": len(training), "n_all": len(training) + len(sample),
+               "n_unseen": len(unseen), "classes": CLASSES,
+               **{f"training_{k}": v for k, v in alone.items()},
+               "training_sample_camera": on_sample["camera"],
+               **{f"all_{k}": v for k, v in both.items()}}
+        rows.append(row)
+        print(f"train_on_all: repeat {repeat + 1} fold {fold + 1}: unseen camera {alone['camera']:.3f} "
+              f"(training, {len(training)}) -> {both['camera']:.3f} (all, {len(training) + len(sample)}) "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if args.out:
+            args.out.write_text(json.dumps({"repeats": args.repeats, "folds": rows}, indent=1))
     print(summary(rows))
     return 0
 
