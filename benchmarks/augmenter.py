@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_on_all import fit, folds_run, pending_folds, score  # noqa: E402 - puts the checkout on the path
+from label_efficiency import fit, score  # noqa: E402 - puts the checkout on the path
+from train_on_all import folds_run, pending_folds  # noqa: E402
 
 PATHS = ("pil", "batched")
 

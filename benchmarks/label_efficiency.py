@@ -106,30 +106,46 @@ def split(data: Dataset, repeat: int) -> tuple[list[int], list[int]]:
     return [int(i) for i in pool], [int(i) for i in test]
 
 
+def fit(data, model_cfg: dict, cfg: dict, train: list[int], seed: int):
+    """The recipe (cfg) on the `train` frames, from the data's backbone."""
+    from maskinspect.model import models
+    from maskinspect.model.finetune import finetune
+    from maskinspect.model.training import seed_everything
+
+    seed_everything(seed)
+    model = models.build_classifier(model_cfg)
+    models.load_into(model.features, data.backbone, "backbone")
+    camera = data.sensor[train] if cfg["augment"]["camera"] > 0 else None
+    finetune(model, data.frames[train], data.labels[train], {**cfg, "seed": seed}, model_cfg["input_size"],
+             camera=camera)
+    return model
+
+
+def score(model, data, judged: list[int], size: int) -> dict:
+    """Balanced accuracy and `bad` recall on the judged frames, through the camera path and stored."""
+    from maskinspect.device.camera import camera_pixels
+    from maskinspect.model.evaluation import labels_of, report
+    from maskinspect.model.training import batched_forward
+
+    truth = [CLASSES[i] for i in data.labels[judged]]
+    camera = report(truth, labels_of(batched_forward(model, camera_pixels(data.sensor[judged], size), size, 256)))
+    stored = report(truth, labels_of(batched_forward(model, data.frames[judged], size, 256)))
+    return {"camera": camera["balanced_accuracy"], "camera_bad": camera["recall"]["bad"],
+            "stored": stored["balanced_accuracy"], "stored_bad": stored["recall"]["bad"]}
+
+
 def train_and_score(data: Dataset, chosen: list[int], test: list[int], cfg: dict, model_cfg: dict, seed: int):
     """The recipe on the chosen frames; (figures, logits and penultimate features for every frame)."""
     import torch
 
-    from maskinspect.device.camera import camera_pixels
-    from maskinspect.model import models
-    from maskinspect.model.evaluation import labels_of, report
-    from maskinspect.model.finetune import finetune
-    from maskinspect.model.training import batched_forward, seed_everything
+    from maskinspect.model.training import batched_forward
 
     size = model_cfg["input_size"]
-    seed_everything(seed)
-    model = models.build_classifier(model_cfg)
-    models.load_into(model.features, data.backbone, "backbone")
-    camera = data.sensor[chosen] if cfg["augment"]["camera"] > 0 else None
-    finetune(model, data.frames[chosen], data.labels[chosen], {**cfg, "seed": seed}, size, camera=camera)
-    truth = [CLASSES[i] for i in data.labels[test]]
-    through_camera = report(truth, labels_of(batched_forward(model, camera_pixels(data.sensor[test], size), size, 256)))
-    stored = report(truth, labels_of(batched_forward(model, data.frames[test], size, 256)))
+    model = fit(data, model_cfg, cfg, chosen, seed)
+    figures = score(model, data, test, size)
     logits = batched_forward(model, data.frames, size, 256)
     with torch.no_grad():
         features = batched_forward(model.features, data.frames, size, 256)
-    figures = {"camera": through_camera["balanced_accuracy"], "camera_bad": through_camera["recall"]["bad"],
-               "stored": stored["balanced_accuracy"], "stored_bad": stored["recall"]["bad"]}
     return figures, logits, features
 
 

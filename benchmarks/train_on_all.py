@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from label_efficiency import CLASSES, real_data  # noqa: E402 - puts the checkout on the path
+from label_efficiency import CLASSES, fit, real_data, score  # noqa: E402 - puts the checkout on the path
 
 FOLDS = 3
 
@@ -48,34 +48,6 @@ def group_split(labels: np.ndarray, groups: list[str], seed: int, among: np.ndar
     folds = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     for rest, held in folds.split(np.zeros(len(among)), labels[among], [groups[i] for i in among]):
         yield [int(among[i]) for i in rest], [int(among[i]) for i in held]
-
-
-def fit(data, model_cfg: dict, cfg: dict, train: list[int], seed: int):
-    """The recipe on the `train` frames, from the published backbone (as label_efficiency fits)."""
-    from maskinspect.model import models
-    from maskinspect.model.finetune import finetune
-    from maskinspect.model.training import seed_everything
-
-    seed_everything(seed)
-    model = models.build_classifier(model_cfg)
-    models.load_into(model.features, data.backbone, "backbone")
-    camera = data.sensor[train] if cfg["augment"]["camera"] > 0 else None
-    finetune(model, data.frames[train], data.labels[train], {**cfg, "seed": seed}, model_cfg["input_size"],
-             camera=camera)
-    return model
-
-
-def score(model, data, judged: list[int], size: int) -> dict:
-    """Balanced accuracy and `bad` recall on the judged frames, through the camera path and stored."""
-    from maskinspect.device.camera import camera_pixels
-    from maskinspect.model.evaluation import labels_of, report
-    from maskinspect.model.training import batched_forward
-
-    truth = [CLASSES[i] for i in data.labels[judged]]
-    camera = report(truth, labels_of(batched_forward(model, camera_pixels(data.sensor[judged], size), size, 256)))
-    stored = report(truth, labels_of(batched_forward(model, data.frames[judged], size, 256)))
-    return {"camera": camera["balanced_accuracy"], "camera_bad": camera["recall"]["bad"],
-            "stored": stored["balanced_accuracy"], "stored_bad": stored["recall"]["bad"]}
 
 
 def summary(rows: list[dict]) -> str:
